@@ -1,0 +1,137 @@
+//! Start-up: from a validated configuration to a bound listener and a runnable server.
+//! Tests call [`Server::build`] with port 0, an injected clock and an in-memory provider.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::clock::SharedClock;
+use crate::config::{Config, Validated};
+use crate::crypto::Keys;
+use crate::domain::validate::{parse_bill_period, parse_price};
+use crate::http::{AppState, HttpSettings, router};
+use crate::providers::Provider;
+use crate::providers::console::ConsoleProvider;
+use crate::providers::routing::{Route, Routing};
+use crate::service::Service;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{SharedStore, Store};
+
+/// Opens the configured database and applies migrations.
+pub async fn open_store(database_url: &str) -> anyhow::Result<SharedStore> {
+    let store = SqliteStore::connect(database_url)
+        .await
+        .with_context(|| format!("opening database {database_url}"))?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(Arc::new(store))
+}
+
+/// How to build a server besides its configuration.
+pub struct Options {
+    pub clock: SharedClock,
+    /// Replaces the configured providers (tests use the in-memory one).
+    pub provider: Option<Arc<dyn Provider>>,
+    /// Whether the console provider prints to stdout.
+    pub print_console: bool,
+}
+
+fn routing(cfg: &Config, store: &SharedStore, opts: &Options) -> Routing {
+    let c = &cfg.console;
+    let provider: Option<Arc<dyn Provider>> = match &opts.provider {
+        Some(p) => Some(p.clone()),
+        None if c.enabled => Some(Arc::new(ConsoleProvider::new(
+            store.clone(),
+            opts.clock.clone(),
+            opts.print_console,
+        ))),
+        None => None,
+    };
+    let routes = provider
+        .map(|provider| {
+            vec![Route {
+                name: provider.kind().to_string(),
+                provider,
+                default_sender: Some(c.sender.clone()),
+                price_per_segment_micros: parse_price(&c.price_per_segment).unwrap_or(0),
+                price_per_call_block_micros: parse_price(&c.price_per_call_block).unwrap_or(0),
+                bill_period: parse_bill_period(&c.bill_period).unwrap_or((60, 60)),
+            }]
+        })
+        .unwrap_or_default();
+    Routing::new(routes)
+}
+
+/// A server bound to its address, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    router: axum::Router,
+    pub addr: SocketAddr,
+    pub service: Service,
+}
+
+impl Server {
+    pub async fn build(cfg: &Config, v: &Validated, opts: Options) -> anyhow::Result<Self> {
+        let store = open_store(&cfg.database_url).await?;
+        let keys = Arc::new(Keys::new(&v.master_key));
+        let routing = Arc::new(routing(cfg, &store, &opts));
+        let service = Service::new(store, opts.clock.clone(), keys, routing);
+        let state = AppState {
+            service: service.clone(),
+            settings: Arc::new(HttpSettings {
+                timestamp_tolerance_secs: cfg.timestamp_tolerance_secs,
+                display_offset: v.offset,
+                max_body_bytes: cfg.max_body_bytes,
+            }),
+        };
+        let listener = TcpListener::bind(v.listen)
+            .await
+            .with_context(|| format!("binding {}", v.listen))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            router: router(state),
+            addr,
+            service,
+        })
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

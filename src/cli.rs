@@ -1,0 +1,303 @@
+//! The one binary's subcommands. `main` only calls [`run`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::app::{Options, Server, open_store, shutdown_signal};
+use crate::clock::SystemClock;
+use crate::config::{Config, Mode, Validated};
+use crate::crypto::Keys;
+use crate::providers::routing::Routing;
+use crate::service::Service;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "otpgate",
+    version,
+    about = "Self-hosted OTP verification gateway"
+)]
+pub struct Cli {
+    /// TOML configuration file; `OTPGATE_…` environment variables override it.
+    #[arg(long, global = true, env = "OTPGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Manage tenants (API key owners).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Messages the console provider delivered, newest first.
+    Outbox {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate the configuration and explain what it means.
+    Check,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Create a tenant; prints its API key and secret once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse every request signed with this key.
+    Disable { api_key: String },
+    /// Accept requests signed with this key again.
+    Enable { api_key: String },
+    /// Restrict a tenant to addresses or CIDR blocks (replaces the list).
+    AllowIp {
+        api_key: String,
+        #[arg(required_unless_present = "clear")]
+        cidrs: Vec<String>,
+        /// Remove the restriction.
+        #[arg(long, conflicts_with = "cidrs")]
+        clear: bool,
+    },
+}
+
+fn load(cli: &Cli) -> anyhow::Result<(Config, Validated)> {
+    let cfg = Config::load(cli.config.as_deref()).context("reading configuration")?;
+    match cfg.validate() {
+        Ok(v) => Ok((cfg, v)),
+        Err(problems) => bail!("invalid configuration:\n  - {}", problems.join("\n  - ")),
+    }
+}
+
+fn init_logs(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OTPGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log_format == "json" {
+        let _ = builder.json().flatten_event(true).try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+/// A service for the management commands (no routes, no listener).
+async fn offline_service(cfg: &Config, v: &Validated) -> anyhow::Result<Service> {
+    let store = open_store(&cfg.database_url).await?;
+    Ok(Service::new(
+        store,
+        Arc::new(SystemClock),
+        Arc::new(Keys::new(&v.master_key)),
+        Arc::new(Routing::default()),
+    ))
+}
+
+fn ms_to_rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Config {
+        command: ConfigCommand::Check,
+    } = &cli.command
+    {
+        return config_check(&cli);
+    }
+    let (cfg, v) = load(&cli)?;
+    init_logs(&cfg);
+    match cli.command {
+        Command::Serve => serve(cfg, v).await,
+        Command::Migrate => {
+            open_store(&cfg.database_url).await?;
+            println!("database {} is up to date", cfg.database_url);
+            Ok(())
+        }
+        Command::Config { .. } => Ok(()),
+        Command::Tenant { command } => tenant(command, &cfg, &v).await,
+        Command::Outbox { limit, json } => {
+            let svc = offline_service(&cfg, &v).await?;
+            let entries = svc.store.list_outbox(limit.clamp(1, 10_000)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else if entries.is_empty() {
+                println!("the outbox is empty");
+            } else {
+                for e in entries {
+                    println!(
+                        "{}  {:<4}  +{}  {}  (verificationId {})",
+                        ms_to_rfc3339(e.at_ms),
+                        e.channel,
+                        e.to,
+                        e.text,
+                        e.verification_id
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn config_check(cli: &Cli) -> anyhow::Result<()> {
+    let cfg = Config::load(cli.config.as_deref()).context("reading configuration")?;
+    match cfg.validate() {
+        Ok(v) => {
+            println!("configuration is valid");
+            println!("  mode            {:?}", cfg.mode);
+            println!("  listen          {}", v.listen);
+            println!("  database        {}", cfg.database_url);
+            println!("  master key      {}", v.master_key_source);
+            println!("  display offset  {}", cfg.display_offset);
+            println!("  currency        {}", cfg.currency);
+            println!(
+                "  providers       {}",
+                if cfg.console.enabled {
+                    format!(
+                        "console (sender {}, prints codes to the terminal: development only)",
+                        cfg.console.sender
+                    )
+                } else {
+                    "none: sends will answer that no route is configured".into()
+                }
+            );
+            Ok(())
+        }
+        Err(problems) => bail!(
+            "configuration is not valid:\n  - {}",
+            problems.join("\n  - ")
+        ),
+    }
+}
+
+async fn serve(cfg: Config, v: Validated) -> anyhow::Result<()> {
+    let server = Server::build(
+        &cfg,
+        &v,
+        Options {
+            clock: Arc::new(SystemClock),
+            provider: None,
+            print_console: true,
+        },
+    )
+    .await?;
+    tracing::info!(
+        listen = %server.addr,
+        mode = ?cfg.mode,
+        database = %cfg.database_url,
+        master_key = %v.master_key_source,
+        "otpgate serving"
+    );
+    if cfg.mode == Mode::Development
+        && cfg.dev_tenant
+        && server.service.store.count_tenants().await? == 0
+    {
+        let created = server.service.create_tenant("development").await?;
+        println!(
+            "\n  Development tenant created. Shown once; keep it.\n    Api-Key:    {}\n    API secret: {}\n",
+            created.tenant.api_key, created.api_secret
+        );
+    }
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn tenant(cmd: TenantCommand, cfg: &Config, v: &Validated) -> anyhow::Result<()> {
+    let svc = offline_service(cfg, v).await?;
+    match cmd {
+        TenantCommand::Create { name, json } => {
+            let c = svc.create_tenant(&name).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"tenantId": c.tenant.id, "apiKey": c.tenant.api_key, "apiSecret": c.api_secret})
+                );
+            } else {
+                println!(
+                    "tenant {} ({}) created. The secret is shown once.\n  Api-Key:    {}\n  API secret: {}",
+                    c.tenant.id, c.tenant.name, c.tenant.api_key, c.api_secret
+                );
+            }
+        }
+        TenantCommand::List { json } => {
+            let list = svc.list_tenants().await?;
+            if json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({"tenantId": t.id, "name": t.name, "apiKey": t.api_key,
+                        "enabled": t.enabled, "allowIps": t.allow_ips, "createdAt": ms_to_rfc3339(t.created_ms)})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<6} {:<18} {:<8} {:<20} NAME",
+                    "ID", "API KEY", "ENABLED", "ALLOW-IP"
+                );
+                for t in list {
+                    let allow = if t.allow_ips.is_empty() {
+                        "any".to_string()
+                    } else {
+                        t.allow_ips.join(",")
+                    };
+                    println!(
+                        "{:<6} {:<18} {:<8} {:<20} {}",
+                        t.id, t.api_key, t.enabled, allow, t.name
+                    );
+                }
+            }
+        }
+        TenantCommand::Disable { api_key } => {
+            svc.set_tenant_enabled(&api_key, false).await?;
+            println!("tenant {api_key} disabled");
+        }
+        TenantCommand::Enable { api_key } => {
+            svc.set_tenant_enabled(&api_key, true).await?;
+            println!("tenant {api_key} enabled");
+        }
+        TenantCommand::AllowIp {
+            api_key,
+            cidrs,
+            clear,
+        } => {
+            let list = svc
+                .set_tenant_allow_ips(&api_key, if clear { &[] } else { &cidrs })
+                .await?;
+            if list.is_empty() {
+                println!("tenant {api_key}: any address may call");
+            } else {
+                println!("tenant {api_key}: only {} may call", list.join(", "));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! The console provider: for development. It prints each message to the server's terminal,
+//! keeps it in the outbox (`otpgate outbox`), and reports it delivered at once.
+//! Production mode refuses it.
+
+use async_trait::async_trait;
+
+use super::{OutboundMessage, Provider, ProviderError, Receipt, Submitted};
+use crate::clock::SharedClock;
+use crate::domain::Channel;
+use crate::store::{OutboxEntry, SharedStore};
+
+pub struct ConsoleProvider {
+    store: SharedStore,
+    clock: SharedClock,
+    /// Print to stdout (off in tests, which read the outbox instead).
+    print: bool,
+}
+
+impl ConsoleProvider {
+    pub fn new(store: SharedStore, clock: SharedClock, print: bool) -> Self {
+        Self {
+            store,
+            clock,
+            print,
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for ConsoleProvider {
+    fn kind(&self) -> &'static str {
+        "console"
+    }
+
+    fn supports(&self, channel: Channel) -> bool {
+        matches!(channel, Channel::Sms | Channel::Call)
+    }
+
+    async fn submit(&self, msg: &OutboundMessage) -> Result<Submitted, ProviderError> {
+        let now = self.clock.now();
+        if self.print {
+            let what = match (&msg.channel, &msg.voice) {
+                (Channel::Call, Some(v)) => format!(
+                    "call to +{} (language {}, rate {}, repeat {}×, max {} s) would say",
+                    msg.to, v.language, v.speech_rate, v.repeat_cnt, v.max_duration
+                ),
+                _ => format!(
+                    "{} to +{} from {}",
+                    msg.channel,
+                    msg.to,
+                    msg.sender.as_deref().unwrap_or("-")
+                ),
+            };
+            println!(
+                "[console] {} {what}:\n[console]   {}\n[console]   (verificationId {})",
+                now.format("%H:%M:%S"),
+                msg.text,
+                msg.verification_id
+            );
+        }
+        self.store
+            .insert_outbox(&OutboxEntry {
+                id: 0,
+                at_ms: now.timestamp_millis(),
+                channel: msg.channel.as_str().to_string(),
+                to: msg.to.clone(),
+                sender: msg.sender.clone(),
+                text: msg.text.clone(),
+                verification_id: msg.verification_id.clone(),
+            })
+            .await
+            .map_err(|e| ProviderError::Retryable(format!("outbox write failed: {e}")))?;
+        Ok(Submitted {
+            message_id: format!("console-{}", msg.attempt_id),
+            receipt: Some(Receipt {
+                delivered: true,
+                at_ms: now.timestamp_millis(),
+                reason: None,
+                mnc: None,
+                call_duration: (msg.channel == Channel::Call).then_some(0),
+            }),
+        })
+    }
+}

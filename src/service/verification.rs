@@ -1,0 +1,498 @@
+//! Send, sendRule, resend, verify and the records of a session.
+
+use anyhow::Context;
+
+use super::delivery::Delivery;
+use super::{Service, ServiceError, ServiceResult};
+use crate::domain::Channel;
+use crate::domain::code::{self, Code, CodeType};
+use crate::domain::ids::new_verification_id;
+use crate::domain::phone::{PhoneError, PhoneNumber};
+use crate::domain::session::VerifyOutcome;
+use crate::domain::validate::char_len_between;
+use crate::providers::routing::Route;
+use crate::store::{
+    App, Attempt, Flow, NewAttempt, NewSend, NewSession, SendOutcome, SendTarget, Session,
+    StoreError, StoredCode, Template,
+};
+
+/// A send or sendRule request, fields as received (already typed, not yet checked).
+#[derive(Debug, Clone, Default)]
+pub struct SendInput {
+    pub app_id: Option<String>,
+    pub template_id: Option<i64>,
+    pub flow_id: Option<i64>,
+    pub to: Option<String>,
+    pub channel: Option<String>,
+    pub order_id: Option<String>,
+    /// sendRule: the caller's own code.
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SendResult {
+    pub verification_id: String,
+    pub to: String,
+    pub channel: Channel,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyResult {
+    pub verification_id: String,
+    /// `None` when the id is unknown.
+    pub to: Option<String>,
+    pub channel: Option<String>,
+    pub matched: i64,
+}
+
+/// A session with everything its records show.
+#[derive(Debug, Clone)]
+pub struct RecordView {
+    pub verification_id: String,
+    pub session: Session,
+    pub flow_id: Option<i64>,
+    pub attempts: Vec<Attempt>,
+}
+
+const SEND_ID_TRIES: usize = 3;
+
+fn parse_channel(raw: Option<&str>) -> ServiceResult<Channel> {
+    match raw {
+        None | Some("") => Ok(Channel::Sms),
+        Some(s) => Channel::parse(s)
+            .ok_or_else(|| ServiceError::invalid("channel", "must be sms, call or sna")),
+    }
+}
+
+fn code_context(session_id: &str) -> String {
+    format!("code:{session_id}")
+}
+
+impl Service {
+    fn route_for(&self, channel: Channel) -> ServiceResult<(usize, &Route)> {
+        self.routing.pick(channel).ok_or_else(|| {
+            ServiceError::invalid(
+                "channel",
+                format!(
+                    "{channel}: no {} route is configured on this gateway",
+                    channel.as_str().to_uppercase()
+                ),
+            )
+        })
+    }
+
+    fn stored_code(
+        &self,
+        session_id: &str,
+        code: &Code,
+        case_insensitive: bool,
+        expires_ms: i64,
+    ) -> StoredCode {
+        StoredCode {
+            hash: self.keys.code_hash(
+                session_id,
+                &code::normalize_input(code.expose(), case_insensitive),
+            ),
+            sealed: self.keys.seal(code.expose(), &code_context(session_id)),
+            expires_ms,
+        }
+    }
+
+    /// `verification/send` (generated code) and `verification/sendRule` (`input.code` given).
+    pub async fn send(&self, tenant_id: i64, input: SendInput) -> ServiceResult<SendResult> {
+        let rule = input.code.is_some();
+        let app_id = input
+            .app_id
+            .as_deref()
+            .ok_or_else(|| ServiceError::invalid("appId", "is required"))?;
+        if !char_len_between(app_id, 4, 32) {
+            return Err(ServiceError::invalid("appId", "must be 4-32 characters"));
+        }
+        let to_raw = input
+            .to
+            .as_deref()
+            .ok_or_else(|| ServiceError::invalid("to", "is required"))?;
+        let phone = PhoneNumber::parse(to_raw).map_err(|e| match e {
+            PhoneError::Format => ServiceError::invalid("to", e.to_string()),
+            PhoneError::Impossible => ServiceError::invalid("to", format!("{to_raw:?} {e}")),
+        })?;
+        let channel = parse_channel(input.channel.as_deref())?;
+        let order_id = match input.order_id.as_deref() {
+            None | Some("") => None,
+            Some(o) if o.chars().count() <= 64 => Some(o.to_string()),
+            Some(_) => {
+                return Err(ServiceError::invalid(
+                    "orderId",
+                    "must be at most 64 characters",
+                ));
+            }
+        };
+        let supplied = match input.code.as_deref() {
+            Some(c) if char_len_between(c, 1, 10) && !c.chars().any(char::is_control) => {
+                Some(Code::supplied(c))
+            }
+            Some(_) => return Err(ServiceError::invalid("code", "must be 1-10 characters")),
+            None => None,
+        };
+        if !rule && input.template_id.is_none() {
+            return Err(ServiceError::invalid("templateId", "is required"));
+        }
+        let app = self.app(tenant_id, app_id).await?;
+        let template = match input.template_id {
+            Some(id) => {
+                let t = self.template(tenant_id, id).await?;
+                if t.app_id != app.app_id {
+                    return Err(ServiceError::NotFound("template"));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        let flow: Option<Flow> = match input.flow_id {
+            Some(id) => Some(self.flow(tenant_id, id).await?),
+            None => None,
+        };
+        let (route_index, route) = self.route_for(channel)?;
+
+        let (code, code_type, code_length, case_insensitive) = match supplied {
+            Some(c) => {
+                let len = c.expose().chars().count().clamp(4, 10) as i64;
+                (c, CodeType::Numeric.as_i64(), len, false)
+            }
+            None => {
+                let t = template
+                    .as_ref()
+                    .ok_or_else(|| ServiceError::invalid("templateId", "is required"))?;
+                let kind = CodeType::from_i64(t.code_type).unwrap_or(CodeType::Numeric);
+                let len = t.code_length.clamp(4, 10) as u8;
+                (
+                    Code::generate(kind, len),
+                    t.code_type,
+                    t.code_length,
+                    kind != CodeType::Numeric,
+                )
+            }
+        };
+        let sender = template
+            .as_ref()
+            .and_then(|t| t.sender_id.clone())
+            .or_else(|| route.default_sender.clone());
+
+        for _ in 0..SEND_ID_TRIES {
+            let now_ms = self.now_ms();
+            let verification_id = new_verification_id(now_ms);
+            let expires_ms = now_ms + app.code_expiry * 60_000;
+            let send = NewSend {
+                tenant_id,
+                app_id: app.app_id.clone(),
+                phone: phone.digits().to_string(),
+                verification_id: verification_id.clone(),
+                kind: if rule { "sendRule" } else { "send" },
+                order_id: order_id.clone(),
+                total_limit: app.total_limit.active(),
+                phone_limit: app.phone_limit.active(),
+                target: SendTarget::New(NewSession {
+                    app_id: app.app_id.clone(),
+                    template_id: template.as_ref().map(|t| t.template_id),
+                    flow_id: flow.as_ref().map(|f| f.flow_id),
+                    phone: phone.digits().to_string(),
+                    region: phone.region().map(str::to_string),
+                    code: self.stored_code(&verification_id, &code, case_insensitive, expires_ms),
+                    code_type,
+                    code_length,
+                    case_insensitive,
+                }),
+                attempt: NewAttempt {
+                    channel: channel.as_str().to_string(),
+                    route: route.name.clone(),
+                    provider: route.provider.kind().to_string(),
+                    sender: sender.clone(),
+                    mcc: phone.mcc().map(i64::from),
+                },
+                now_ms,
+            };
+            match self.store.create_send(&send).await {
+                Ok(SendOutcome::Created { attempt_id, .. }) => {
+                    tracing::info!(
+                        verification.id = %verification_id,
+                        app.id = %app.app_id,
+                        phone = %phone,
+                        channel = %channel,
+                        route.name = %route.name,
+                        flow.id = ?flow.as_ref().map(|f| f.flow_id),
+                        "send accepted"
+                    );
+                    let to = phone.digits().to_string();
+                    self.deliver(Delivery {
+                        attempt_id,
+                        verification_id: verification_id.clone(),
+                        channel,
+                        phone,
+                        sender,
+                        code,
+                        template,
+                        route_index,
+                    })
+                    .await;
+                    return Ok(SendResult {
+                        verification_id,
+                        to,
+                        channel,
+                    });
+                }
+                Ok(other) => return Err(outcome_error(other)),
+                // A clash on the random part of the id: draw another.
+                Err(StoreError::Conflict(c))
+                    if c.contains("verification") || c.contains("sessions") =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Internal(anyhow::anyhow!(
+            "could not allocate a unique verification id"
+        )))
+    }
+
+    /// `verification/resend`: a new verification id joined to the same session.
+    pub async fn resend(
+        &self,
+        tenant_id: i64,
+        verification_id: &str,
+        channel: Option<&str>,
+    ) -> ServiceResult<SendResult> {
+        let channel = parse_channel(channel)?;
+        let (_, session) = self.session_of(tenant_id, verification_id).await?;
+        let app: App = self.app(tenant_id, &session.app_id).await?;
+        let template: Option<Template> = match session.template_id {
+            Some(id) => self.store.get_template(id).await?,
+            None => None,
+        };
+        let (route_index, route) = self.route_for(channel)?;
+        let phone = PhoneNumber::parse_international(&session.phone).map_err(|e| {
+            ServiceError::Internal(anyhow::anyhow!("stored number unreadable: {e}"))
+        })?;
+        let kind = CodeType::from_i64(session.code_type).unwrap_or(CodeType::Numeric);
+        let fresh = Code::generate(kind, session.code_length.clamp(4, 10) as u8);
+        let sender = template
+            .as_ref()
+            .and_then(|t| t.sender_id.clone())
+            .or_else(|| route.default_sender.clone());
+
+        for _ in 0..SEND_ID_TRIES {
+            let now_ms = self.now_ms();
+            let new_id = new_verification_id(now_ms);
+            let send = NewSend {
+                tenant_id,
+                app_id: app.app_id.clone(),
+                phone: session.phone.clone(),
+                verification_id: new_id.clone(),
+                kind: "resend",
+                order_id: None,
+                total_limit: app.total_limit.active(),
+                phone_limit: app.phone_limit.active(),
+                target: SendTarget::Resend {
+                    session_id: session.id.clone(),
+                    fresh: self.stored_code(
+                        &session.id,
+                        &fresh,
+                        session.case_insensitive,
+                        now_ms + app.code_expiry * 60_000,
+                    ),
+                },
+                attempt: NewAttempt {
+                    channel: channel.as_str().to_string(),
+                    route: route.name.clone(),
+                    provider: route.provider.kind().to_string(),
+                    sender: sender.clone(),
+                    mcc: phone.mcc().map(i64::from),
+                },
+                now_ms,
+            };
+            match self.store.create_send(&send).await {
+                Ok(SendOutcome::Created {
+                    attempt_id,
+                    code_sealed,
+                    ..
+                }) => {
+                    let code = self
+                        .keys
+                        .open(&code_sealed, &code_context(&session.id))
+                        .context("unsealing the session code")?;
+                    tracing::info!(
+                        verification.id = %new_id,
+                        session.id = %session.id,
+                        phone = %phone,
+                        channel = %channel,
+                        route.name = %route.name,
+                        "resend accepted"
+                    );
+                    self.deliver(Delivery {
+                        attempt_id,
+                        verification_id: new_id.clone(),
+                        channel,
+                        phone,
+                        sender,
+                        code: Code::supplied(&code),
+                        template,
+                        route_index,
+                    })
+                    .await;
+                    return Ok(SendResult {
+                        verification_id: new_id,
+                        to: session.phone.clone(),
+                        channel,
+                    });
+                }
+                Ok(other) => return Err(outcome_error(other)),
+                Err(StoreError::Conflict(c)) if c.contains("verification") => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Internal(anyhow::anyhow!(
+            "could not allocate a unique verification id"
+        )))
+    }
+
+    /// The verification id's session, if it is the tenant's.
+    pub(super) async fn session_of(
+        &self,
+        tenant_id: i64,
+        verification_id: &str,
+    ) -> ServiceResult<(crate::store::Verification, Session)> {
+        let v = match self.store.get_verification(verification_id).await? {
+            Some(v) if v.tenant_id == tenant_id => v,
+            _ => return Err(ServiceError::NotFound("verification")),
+        };
+        let s = self
+            .store
+            .get_session(&v.session_id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Internal(anyhow::anyhow!(
+                    "verification {} has no session",
+                    v.verification_id
+                ))
+            })?;
+        Ok((v, s))
+    }
+
+    /// `verification/verify`.
+    pub async fn verify(
+        &self,
+        tenant_id: i64,
+        verification_id: &str,
+        code: &str,
+    ) -> ServiceResult<VerifyResult> {
+        if !char_len_between(code, 1, 10) {
+            return Err(ServiceError::invalid("code", "must be 1-10 characters"));
+        }
+        let v = match self.store.get_verification(verification_id).await? {
+            None => {
+                return Ok(VerifyResult {
+                    verification_id: verification_id.to_string(),
+                    to: None,
+                    channel: None,
+                    matched: 3,
+                });
+            }
+            Some(v) if v.tenant_id != tenant_id => {
+                return Err(ServiceError::NotFound("verification"));
+            }
+            Some(v) => v,
+        };
+        let session = self
+            .store
+            .get_session(&v.session_id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Internal(anyhow::anyhow!(
+                    "verification {verification_id} has no session"
+                ))
+            })?;
+        let candidate = self.keys.code_hash(
+            &session.id,
+            &code::normalize_input(code, session.case_insensitive),
+        );
+        let (outcome, session) = self
+            .store
+            .verify(&session.id, &candidate, self.now_ms())
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Internal(anyhow::anyhow!("session vanished during verify"))
+            })?;
+        tracing::info!(
+            verification.id = %verification_id,
+            session.id = %session.id,
+            verify.matched = outcome.matched(),
+            verify.wrong_attempts = session.wrong_attempts,
+            "verify"
+        );
+        if outcome == VerifyOutcome::Locked {
+            return Err(ServiceError::AttemptsExceeded {
+                verification_id: verification_id.to_string(),
+                to: session.phone,
+                channel: v.channel,
+            });
+        }
+        Ok(VerifyResult {
+            verification_id: verification_id.to_string(),
+            to: Some(session.phone),
+            channel: Some(v.channel),
+            matched: outcome.matched(),
+        })
+    }
+
+    /// The record of the session a verification id belongs to.
+    pub async fn record(&self, tenant_id: i64, verification_id: &str) -> ServiceResult<RecordView> {
+        let (v, session) = self.session_of(tenant_id, verification_id).await?;
+        let attempts = self.store.attempts_for_session(&session.id).await?;
+        Ok(RecordView {
+            verification_id: v.verification_id,
+            flow_id: session.flow_id,
+            session,
+            attempts,
+        })
+    }
+
+    /// The record of the send that used `order_id`; when `app_id` is given it must match.
+    pub async fn order_record(
+        &self,
+        tenant_id: i64,
+        app_id: Option<&str>,
+        order_id: &str,
+    ) -> ServiceResult<RecordView> {
+        if let Some(app_id) = app_id {
+            self.app(tenant_id, app_id).await?;
+        }
+        let session = match self.store.session_by_order(tenant_id, order_id).await? {
+            Some(s) if app_id.is_none_or(|a| a == s.app_id) => s,
+            _ => return Err(ServiceError::NotFound("order")),
+        };
+        let attempts = self.store.attempts_for_session(&session.id).await?;
+        Ok(RecordView {
+            verification_id: session.id.clone(),
+            flow_id: session.flow_id,
+            session,
+            attempts,
+        })
+    }
+}
+
+fn outcome_error(outcome: SendOutcome) -> ServiceError {
+    match outcome {
+        SendOutcome::DuplicateOrder { verification_id } => {
+            ServiceError::DuplicateOrder { verification_id }
+        }
+        SendOutcome::TotalLimit => ServiceError::TotalLimit,
+        SendOutcome::PhoneLimit => ServiceError::PhoneLimit,
+        SendOutcome::SessionClosed => ServiceError::Rejected(
+            "the verification is already verified, or locked after too many wrong codes".into(),
+        ),
+        SendOutcome::SessionMissing => ServiceError::NotFound("verification"),
+        SendOutcome::Created { .. } => {
+            ServiceError::Internal(anyhow::anyhow!("unexpected send outcome"))
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Persistence behind one trait.
+//!
+//! Every rule that guards money or abuse (orderId uniqueness, period limits, the wrong-code
+//! budget, consuming a session once) is decided inside one store call, in one transaction, so
+//! it holds under concurrency. A second backend (PostgreSQL) implements the same trait and must
+//! pass the same contract tests.
+
+pub mod model;
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+pub use model::*;
+
+use crate::domain::session::VerifyOutcome;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken; the text names it (e.g. `apps_tenant_name`).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Shared handle to the store.
+pub type SharedStore = std::sync::Arc<dyn Store>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies the embedded migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // Tenants
+    async fn insert_tenant(&self, t: &NewTenant) -> StoreResult<Tenant>;
+    async fn tenant_by_key(&self, api_key: &str) -> StoreResult<Option<Tenant>>;
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    async fn count_tenants(&self) -> StoreResult<i64>;
+    /// Returns false when no tenant has that key.
+    async fn set_tenant_enabled(&self, api_key: &str, enabled: bool) -> StoreResult<bool>;
+    async fn set_tenant_allow_ips(&self, api_key: &str, allow: &[String]) -> StoreResult<bool>;
+
+    // Apps, templates, flows
+    async fn insert_app(&self, app: &App) -> StoreResult<()>;
+    async fn update_app(&self, app: &App) -> StoreResult<()>;
+    async fn get_app(&self, app_id: &str) -> StoreResult<Option<App>>;
+    /// Inserts and returns the new id.
+    async fn insert_template(&self, t: &Template) -> StoreResult<i64>;
+    async fn update_template(&self, t: &Template) -> StoreResult<()>;
+    async fn get_template(&self, template_id: i64) -> StoreResult<Option<Template>>;
+    async fn list_templates(&self, tenant_id: i64) -> StoreResult<Vec<Template>>;
+    async fn insert_flow(&self, f: &Flow) -> StoreResult<i64>;
+    async fn update_flow(&self, f: &Flow) -> StoreResult<()>;
+    async fn get_flow(&self, flow_id: i64) -> StoreResult<Option<Flow>>;
+    async fn list_flows(&self, tenant_id: i64) -> StoreResult<Vec<Flow>>;
+
+    // Sends
+    /// One atomic step: orderId uniqueness, period limits (check and count), the session
+    /// (new, or the resent one with its code refreshed if expired), the verification id and
+    /// its first attempt.
+    async fn create_send(&self, send: &NewSend) -> StoreResult<SendOutcome>;
+    async fn get_verification(&self, verification_id: &str) -> StoreResult<Option<Verification>>;
+    async fn get_session(&self, session_id: &str) -> StoreResult<Option<Session>>;
+    async fn session_by_order(
+        &self,
+        tenant_id: i64,
+        order_id: &str,
+    ) -> StoreResult<Option<Session>>;
+    async fn attempts_for_session(&self, session_id: &str) -> StoreResult<Vec<Attempt>>;
+    async fn update_attempt(&self, attempt_id: i64, update: &AttemptUpdate) -> StoreResult<()>;
+    /// One atomic verify: reads the session, decides with `candidate_hash`, records the result.
+    async fn verify(
+        &self,
+        session_id: &str,
+        candidate_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<(VerifyOutcome, Session)>>;
+
+    // Conversion feedback
+    async fn upsert_backfill_rate(&self, r: &BackfillRate) -> StoreResult<()>;
+    async fn record_postback(&self, p: &Postback) -> StoreResult<()>;
+
+    // Console outbox
+    async fn insert_outbox(&self, e: &OutboxEntry) -> StoreResult<()>;
+    async fn list_outbox(&self, limit: i64) -> StoreResult<Vec<OutboxEntry>>;
+}

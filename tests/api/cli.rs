@@ -1,0 +1,866 @@
+//! The `otpgate` binary itself: management subcommands, `config check`, `migrate`, and `serve`
+//! end to end. Every test runs the real executable against its own temporary database, with
+//! inherited `OTPGATE_…` variables removed so the caller's environment cannot leak in.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use otpgate::crypto::buka_sign;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::harness::MASTER_KEY;
+
+const BIN: &str = env!("CARGO_BIN_EXE_otpgate");
+const US: &str = "14155552671";
+
+/// A scratch directory with its own database URL.
+struct Sandbox {
+    dir: TempDir,
+    database_url: String,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database_url = format!("sqlite://{}", dir.path().join("x.db").display());
+        Self { dir, database_url }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `otpgate ARGS` with a clean environment: this sandbox's database and the test master key.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("OTPGATE_") {
+                cmd.env_remove(&name);
+            }
+        }
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("OTPGATE_DATABASE_URL", &self.database_url)
+            .env("OTPGATE_MASTER_KEY", MASTER_KEY)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `otpgate ARGS` to completion.
+    fn run(&self, args: &[&str]) -> Ran {
+        Ran::from(self.cmd(args).output().expect("otpgate runs"))
+    }
+
+    /// Runs `otpgate ARGS`, asserting success, and returns its stdout.
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert!(r.status.success(), "otpgate {args:?} failed: {r}");
+        r.stdout
+    }
+
+    /// Runs `otpgate ARGS --json`-style commands and parses stdout.
+    #[track_caller]
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("otpgate {args:?} printed no JSON ({e}): {out}"))
+    }
+}
+
+/// A finished command's outcome.
+struct Ran {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<Output> for Ran {
+    fn from(o: Output) -> Self {
+        Self {
+            status: o.status,
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Ran {
+    /// Asserts a failure whose output mentions every needle (case-insensitive).
+    #[track_caller]
+    fn assert_fails_mentioning(&self, needles: &[&str]) {
+        assert!(!self.status.success(), "expected a non-zero exit: {self}");
+        let all = format!("{}\n{}", self.stdout, self.stderr).to_lowercase();
+        for n in needles {
+            assert!(
+                all.contains(&n.to_lowercase()),
+                "the output should mention {n:?}: {self}"
+            );
+        }
+    }
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// The tenant row with this key in `tenant list --json`.
+#[track_caller]
+fn tenant_row(sb: &Sandbox, key: &str) -> Value {
+    let list = sb.json(&["tenant", "list", "--json"]);
+    let rows = list
+        .as_array()
+        .unwrap_or_else(|| panic!("tenant list --json is an array: {list}"));
+    rows.iter()
+        .find(|r| r["apiKey"] == key)
+        .unwrap_or_else(|| panic!("tenant {key} is listed: {list}"))
+        .clone()
+}
+
+fn create_tenant(sb: &Sandbox, name: &str) -> (String, String) {
+    let c = sb.json(&["tenant", "create", "--name", name, "--json"]);
+    let key = c["apiKey"]
+        .as_str()
+        .unwrap_or_else(|| panic!("apiKey: {c}"))
+        .to_string();
+    let secret = c["apiSecret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("apiSecret: {c}"))
+        .to_string();
+    (key, secret)
+}
+
+// ---------------------------------------------------------------------------------------------
+// tenant …
+
+#[test]
+fn tenant_create_prints_key_and_secret_once_and_list_never_shows_secrets() {
+    let sb = Sandbox::new();
+    let r = sb.run(&["tenant", "create", "--name", "acme", "--json"]);
+    assert!(r.status.success(), "{r}");
+    let c: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("JSON ({e}): {r}"));
+    let obj = c.as_object().expect("an object");
+    let mut fields: Vec<&str> = obj.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["apiKey", "apiSecret", "tenantId"], "{c}");
+    assert!(c["tenantId"].as_i64().is_some_and(|id| id > 0), "{c}");
+    let key = c["apiKey"].as_str().expect("apiKey").to_string();
+    let secret = c["apiSecret"].as_str().expect("apiSecret").to_string();
+    assert!(!key.is_empty() && !secret.is_empty(), "{c}");
+    assert_ne!(key, secret);
+    assert!(
+        !r.stderr.contains(&secret),
+        "the secret must never be logged: {r}"
+    );
+
+    // The text form shows the key and the secret too.
+    let text = sb.ok(&["tenant", "create", "--name", "other"]);
+    assert!(
+        text.contains("Api-Key:") && text.contains("API secret:"),
+        "{text}"
+    );
+
+    let list = sb.run(&["tenant", "list", "--json"]);
+    assert!(list.status.success(), "{list}");
+    assert!(
+        !list.stdout.contains(&secret),
+        "tenant list --json must not show the secret: {list}"
+    );
+    assert!(!list.stderr.contains(&secret), "{list}");
+    assert!(
+        !list.stdout.to_lowercase().contains("secret"),
+        "tenant list --json must not carry any secret field: {list}"
+    );
+    let rows: Value = serde_json::from_str(&list.stdout).expect("JSON list");
+    assert_eq!(rows.as_array().map(Vec::len), Some(2), "{rows}");
+    let row = tenant_row(&sb, &key);
+    assert_eq!(row["name"], "acme", "{row}");
+    assert_eq!(row["enabled"], true, "{row}");
+    assert_eq!(row["tenantId"], c["tenantId"], "{row}");
+    assert_eq!(row["allowIps"], json!([]), "{row}");
+
+    let table = sb.run(&["tenant", "list"]);
+    assert!(table.status.success(), "{table}");
+    assert!(
+        table.stdout.contains(&key) && table.stdout.contains("acme"),
+        "{table}"
+    );
+    assert!(
+        !table.stdout.contains(&secret),
+        "tenant list must not show the secret: {table}"
+    );
+}
+
+#[test]
+fn tenant_disable_and_enable_flip_the_listed_state() {
+    let sb = Sandbox::new();
+    let (key, _) = create_tenant(&sb, "acme");
+    let out = sb.ok(&["tenant", "disable", &key]);
+    assert!(out.contains(&key), "{out}");
+    assert_eq!(tenant_row(&sb, &key)["enabled"], false);
+    // Disabling twice is harmless.
+    sb.ok(&["tenant", "disable", &key]);
+    assert_eq!(tenant_row(&sb, &key)["enabled"], false);
+    sb.ok(&["tenant", "enable", &key]);
+    assert_eq!(tenant_row(&sb, &key)["enabled"], true);
+}
+
+#[test]
+fn tenant_allow_ip_sets_and_clears_the_list() {
+    let sb = Sandbox::new();
+    let (key, _) = create_tenant(&sb, "acme");
+    let out = sb.ok(&["tenant", "allow-ip", &key, "10.0.0.0/8", "127.0.0.1"]);
+    assert!(
+        out.contains("10.0.0.0/8") && out.contains("127.0.0.1"),
+        "{out}"
+    );
+    let allow = tenant_row(&sb, &key)["allowIps"].clone();
+    let allow: Vec<&str> = allow
+        .as_array()
+        .expect("allowIps array")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(allow.len(), 2, "{allow:?}");
+    assert!(allow.contains(&"10.0.0.0/8"), "{allow:?}");
+    assert!(
+        allow.iter().any(|a| a.starts_with("127.0.0.1")),
+        "{allow:?}"
+    );
+
+    // A new list replaces the old one.
+    sb.ok(&["tenant", "allow-ip", &key, "192.168.1.0/24"]);
+    assert_eq!(tenant_row(&sb, &key)["allowIps"], json!(["192.168.1.0/24"]));
+
+    sb.ok(&["tenant", "allow-ip", &key, "--clear"]);
+    assert_eq!(tenant_row(&sb, &key)["allowIps"], json!([]));
+}
+
+#[test]
+fn tenant_allow_ip_refuses_garbage_and_keeps_the_old_list() {
+    let sb = Sandbox::new();
+    let (key, _) = create_tenant(&sb, "acme");
+    sb.ok(&["tenant", "allow-ip", &key, "10.0.0.0/8"]);
+    sb.run(&["tenant", "allow-ip", &key, "nope"])
+        .assert_fails_mentioning(&["nope"]);
+    sb.run(&["tenant", "allow-ip", &key, "10.0.0.0/8", "300.1.1.1"])
+        .assert_fails_mentioning(&["300.1.1.1"]);
+    assert_eq!(
+        tenant_row(&sb, &key)["allowIps"],
+        json!(["10.0.0.0/8"]),
+        "a refused list changes nothing"
+    );
+    // Neither addresses nor --clear: a usage error.
+    let r = sb.run(&["tenant", "allow-ip", &key]);
+    assert!(!r.status.success(), "{r}");
+    assert!(!r.stderr.trim().is_empty(), "{r}");
+}
+
+#[test]
+fn unknown_tenant_keys_fail_with_a_message() {
+    let sb = Sandbox::new();
+    create_tenant(&sb, "acme");
+    for args in [
+        &["tenant", "disable", "NoSuchKey123"][..],
+        &["tenant", "enable", "NoSuchKey123"][..],
+        &["tenant", "allow-ip", "NoSuchKey123", "10.0.0.0/8"][..],
+    ] {
+        let r = sb.run(args);
+        assert!(!r.status.success(), "otpgate {args:?} should fail: {r}");
+        let msg = r.stderr.to_lowercase();
+        assert!(
+            msg.contains("tenant") || msg.contains("nosuchkey123"),
+            "otpgate {args:?} should explain: {r}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// config check
+
+#[test]
+fn config_check_explains_the_default_development_configuration() {
+    let sb = Sandbox::new();
+    let r = sb.run(&["config", "check"]);
+    assert!(r.status.success(), "{r}");
+    let out = r.stdout.to_lowercase();
+    assert!(out.contains("valid"), "{r}");
+    assert!(out.contains("development"), "{r}");
+    assert!(
+        out.contains("console"),
+        "the console provider is explained: {r}"
+    );
+    assert!(
+        out.contains("127.0.0.1:8080"),
+        "the listen address is shown: {r}"
+    );
+    assert!(
+        r.stdout.contains(&sb.database_url),
+        "the database is shown: {r}"
+    );
+    assert!(
+        !r.stdout.contains(MASTER_KEY) && !r.stderr.contains(MASTER_KEY),
+        "the master key is never printed: {r}"
+    );
+}
+
+#[test]
+fn config_check_refuses_production_without_key_and_with_console() {
+    let sb = Sandbox::new();
+    let r = Ran::from(
+        sb.cmd(&["config", "check"])
+            .env_remove("OTPGATE_MASTER_KEY")
+            .env("OTPGATE_MODE", "production")
+            .output()
+            .expect("runs"),
+    );
+    r.assert_fails_mentioning(&["master key", "console"]);
+    // Every problem is listed at once, not just the first.
+    assert!(
+        r.stderr.contains("OTPGATE_MASTER_KEY"),
+        "the variable to set is named: {r}"
+    );
+}
+
+#[test]
+fn config_check_accepts_production_with_key_and_without_console() {
+    let sb = Sandbox::new();
+    let r = Ran::from(
+        sb.cmd(&["config", "check"])
+            .env("OTPGATE_MODE", "production")
+            .env("OTPGATE_CONSOLE__ENABLED", "false")
+            .output()
+            .expect("runs"),
+    );
+    assert!(r.status.success(), "{r}");
+    assert!(r.stdout.to_lowercase().contains("production"), "{r}");
+}
+
+#[test]
+fn config_check_explains_a_bad_listen_address() {
+    let sb = Sandbox::new();
+    let r = Ran::from(
+        sb.cmd(&["config", "check"])
+            .env("OTPGATE_LISTEN", "not-an-address")
+            .output()
+            .expect("runs"),
+    );
+    r.assert_fails_mentioning(&["listen", "not-an-address"]);
+}
+
+#[test]
+fn config_check_reads_a_toml_file() {
+    let sb = Sandbox::new();
+    let file = sb.path().join("otpgate.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:9999\"\ncurrency = \"USD\"\n").expect("write toml");
+    let file = file.to_str().expect("utf-8 path");
+    let out = sb.ok(&["--config", file, "config", "check"]);
+    assert!(out.contains("127.0.0.1:9999"), "{out}");
+    assert!(out.contains("USD"), "{out}");
+    // The environment overrides the file.
+    let r = Ran::from(
+        sb.cmd(&["--config", file, "config", "check"])
+            .env("OTPGATE_LISTEN", "127.0.0.1:7777")
+            .output()
+            .expect("runs"),
+    );
+    assert!(
+        r.status.success() && r.stdout.contains("127.0.0.1:7777"),
+        "{r}"
+    );
+    // The option also works after the subcommand (it is global).
+    let out = sb.ok(&["config", "check", "--config", file]);
+    assert!(out.contains("127.0.0.1:9999"), "{out}");
+}
+
+#[test]
+fn config_check_reports_a_bad_toml_file() {
+    let sb = Sandbox::new();
+    let file = sb.path().join("bad.toml");
+    std::fs::write(&file, "listne = \"127.0.0.1:9999\"\n").expect("write toml");
+    sb.run(&["--config", file.to_str().unwrap(), "config", "check"])
+        .assert_fails_mentioning(&["listne"]);
+    let missing = sb.path().join("missing.toml");
+    sb.run(&["--config", missing.to_str().unwrap(), "config", "check"])
+        .assert_fails_mentioning(&["missing.toml"]);
+}
+
+/// `OTPGATE_CONFIG` is the documented environment form of `--config` (clap `env`).
+#[test]
+fn config_file_can_be_named_by_otpgate_config() {
+    let sb = Sandbox::new();
+    let file = sb.path().join("otpgate.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:9999\"\n").expect("write toml");
+    let r = Ran::from(
+        sb.cmd(&["config", "check"])
+            .env("OTPGATE_CONFIG", &file)
+            .output()
+            .expect("runs"),
+    );
+    assert!(
+        r.status.success(),
+        "OTPGATE_CONFIG must not be read as a configuration key: {r}"
+    );
+    assert!(r.stdout.contains("127.0.0.1:9999"), "{r}");
+}
+
+/// `OTPGATE_LOG` sets the log filter; it is not a configuration key.
+#[test]
+fn otpgate_log_sets_the_filter_without_breaking_the_configuration() {
+    let sb = Sandbox::new();
+    for args in [&["config", "check"][..], &["tenant", "list"][..]] {
+        let r = Ran::from(
+            sb.cmd(args)
+                .env("OTPGATE_LOG", "warn")
+                .output()
+                .expect("runs"),
+        );
+        assert!(r.status.success(), "OTPGATE_LOG=warn otpgate {args:?}: {r}");
+    }
+    let r = Ran::from(
+        sb.cmd(&["tenant", "create", "--name", "quiet"])
+            .env("OTPGATE_LOG", "warn")
+            .output()
+            .expect("runs"),
+    );
+    assert!(r.status.success(), "{r}");
+    assert!(
+        !r.stderr.contains("INFO"),
+        "info lines are filtered out: {r}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// migrate
+
+#[test]
+fn migrate_creates_a_fresh_database_and_is_idempotent() {
+    let sb = Sandbox::new();
+    let db = sb.path().join("fresh.db");
+    let url = format!("sqlite://{}", db.display());
+    assert!(!db.exists());
+    let r = Ran::from(
+        sb.cmd(&["migrate"])
+            .env("OTPGATE_DATABASE_URL", &url)
+            .output()
+            .expect("runs"),
+    );
+    assert!(r.status.success(), "{r}");
+    assert!(db.is_file(), "migrate creates {}: {r}", db.display());
+    let again = Ran::from(
+        sb.cmd(&["migrate"])
+            .env("OTPGATE_DATABASE_URL", &url)
+            .output()
+            .expect("runs"),
+    );
+    assert!(
+        again.status.success(),
+        "a second migrate is a no-op: {again}"
+    );
+    // The migrated database is usable by the other commands.
+    let r = Ran::from(
+        sb.cmd(&["tenant", "list", "--json"])
+            .env("OTPGATE_DATABASE_URL", &url)
+            .output()
+            .expect("runs"),
+    );
+    assert!(r.status.success() && r.stdout.trim() == "[]", "{r}");
+}
+
+#[test]
+fn outbox_of_a_fresh_database_is_empty() {
+    let sb = Sandbox::new();
+    assert_eq!(sb.json(&["outbox", "--json"]), json!([]));
+    assert!(sb.ok(&["outbox"]).contains("empty"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// serve
+
+/// A running `otpgate serve`. Dropping it kills the process.
+struct Served {
+    child: Child,
+    /// stdout lines, read by a thread so the server never blocks on a full pipe.
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    /// stderr, collected by a thread.
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("otpgate serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    // Nobody listens any more: keep draining.
+                    continue;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Reads stdout until a line contains `needle`, returning that line.
+    fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    panic!(
+                        "no stdout line with {needle:?} within {timeout:?} (exit status {status:?}); stdout so far:\n{}",
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Everything printed on stdout so far.
+    fn stdout_so_far(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
+    /// Waits for the process to exit on its own.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Stops the process, returning its exit status and stderr.
+    fn finish(mut self, timeout: Duration) -> (Option<ExitStatus>, String) {
+        let status = self.wait_exit(timeout);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The stderr thread ends once the process is gone.
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        (status, stderr)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+fn value_after(line: &str, label: &str) -> String {
+    line.split_once(label)
+        .map(|(_, rest)| rest.trim().to_string())
+        .unwrap_or_else(|| panic!("{label:?} in {line:?}"))
+}
+
+/// A signed Buka request.
+struct Signer {
+    client: reqwest::Client,
+    base: String,
+    key: String,
+    secret: String,
+}
+
+impl Signer {
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+            .to_string();
+        let resp = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .header("Api-Key", &self.key)
+            .header("Timestamp", &ts)
+            .header("Sign", buka_sign(&self.key, &self.secret, &ts))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        assert_eq!(resp.status(), 200, "POST {path}");
+        let v: Value = resp.json().await.expect("JSON answer");
+        assert!(v["status"].is_string(), "{v}");
+        v
+    }
+}
+
+/// The newest outbox entry, waiting briefly in case delivery is asynchronous.
+fn newest_outbox_entry(sb: &Sandbox, verification_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = sb.json(&["outbox", "--json"]);
+        let entries = list
+            .as_array()
+            .unwrap_or_else(|| panic!("outbox --json is an array: {list}"));
+        if let Some(first) = entries.first()
+            && first["verificationId"] == verification_id
+        {
+            return first.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the send never reached the outbox: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn serve_in_development_sends_through_the_console_outbox() {
+    let sb = Sandbox::new();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = sb.cmd(&["serve"]);
+    cmd.env("OTPGATE_LISTEN", &addr)
+        .env("OTPGATE_MODE", "development");
+    let mut server = Served::start(cmd);
+    let key = value_after(
+        &server.wait_for_line("Api-Key:", Duration::from_secs(60)),
+        "Api-Key:",
+    );
+    let secret = value_after(
+        &server.wait_for_line("API secret:", Duration::from_secs(5)),
+        "API secret:",
+    );
+    assert!(!key.is_empty() && !secret.is_empty());
+
+    // The development tenant is a real tenant of the same database; its secret stays hidden.
+    let row = tenant_row(&sb, &key);
+    assert_eq!(row["enabled"], true, "{row}");
+    assert!(!sb.ok(&["tenant", "list", "--json"]).contains(&secret));
+
+    let api = Signer {
+        client: reqwest::Client::new(),
+        base: format!("http://{addr}"),
+        key,
+        secret,
+    };
+    let health: Value = api
+        .client
+        .get(format!("{}/healthz", api.base))
+        .send()
+        .await
+        .expect("healthz")
+        .json()
+        .await
+        .expect("healthz JSON");
+    assert_eq!(health["status"], "ok");
+
+    let v = api
+        .post("/v3/otp/app/add", json!({"name": "cli_e2e_app"}))
+        .await;
+    assert_eq!(v["status"], "0", "{v}");
+    let app_id = v["data"]["appId"].as_str().expect("appId").to_string();
+    let v = api
+        .post(
+            "/otp/template/add",
+            json!({"appId": app_id, "name": "cli_e2e_tpl", "text": "##code## is your code"}),
+        )
+        .await;
+    assert_eq!(v["status"], "0", "{v}");
+    let tpl = v["data"]["templateId"].as_i64().expect("templateId");
+    let v = api
+        .post(
+            "/v3/otp/verification/send",
+            json!({"appId": app_id, "templateId": tpl, "to": US}),
+        )
+        .await;
+    assert_eq!(v["status"], "0", "{v}");
+    let vid = v["data"]["verificationId"]
+        .as_str()
+        .expect("verificationId")
+        .to_string();
+
+    let entry = newest_outbox_entry(&sb, &vid);
+    assert_eq!(entry["channel"], "sms", "{entry}");
+    assert_eq!(entry["to"], US, "{entry}");
+    assert_eq!(entry["verificationId"], vid.as_str(), "{entry}");
+    let text = entry["text"].as_str().expect("text").to_string();
+    let code = text
+        .strip_suffix(" is your code")
+        .unwrap_or_else(|| panic!("template text: {text:?}"));
+    assert_eq!(code.len(), 4, "default code length: {text:?}");
+    assert!(
+        code.bytes().all(|b| b.is_ascii_digit()),
+        "numeric code: {text:?}"
+    );
+
+    let table = sb.ok(&["outbox"]);
+    assert!(table.contains(&text), "outbox shows the text: {table}");
+    assert!(
+        table.contains(&vid),
+        "outbox shows the verification id: {table}"
+    );
+    assert!(table.contains(US), "outbox shows the number: {table}");
+    let limited = sb.json(&["outbox", "--limit", "1", "--json"]);
+    assert_eq!(limited.as_array().map(Vec::len), Some(1), "{limited}");
+
+    // The console provider also prints the message on the server's stdout.
+    server.wait_for_line(&vid, Duration::from_secs(5));
+    assert!(server.stdout_so_far().contains(&text));
+
+    let wrong = if code == "0000" { "1111" } else { "0000" };
+    let r = api
+        .post(
+            "/v3/otp/verification/verify",
+            json!({"verificationId": vid, "code": wrong}),
+        )
+        .await;
+    assert_eq!(r["data"]["matched"], 2, "{r}");
+    let r = api
+        .post(
+            "/v3/otp/verification/verify",
+            json!({"verificationId": vid, "code": code}),
+        )
+        .await;
+    assert_eq!(r["status"], "0", "{r}");
+    assert_eq!(r["data"]["matched"], 0, "{r}");
+
+    // A disabled tenant is refused at once by the running server.
+    sb.ok(&["tenant", "disable", &api.key]);
+    let r = api
+        .post("/v3/otp/app/add", json!({"name": "cli_e2e_app2"}))
+        .await;
+    assert_eq!(r["status"], "-1", "{r}");
+    drop(api);
+
+    // SIGTERM stops the server cleanly.
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let (status, stderr) = server.finish(Duration::from_secs(15));
+    let status = status
+        .unwrap_or_else(|| panic!("serve did not stop within 15 s of SIGTERM; stderr:\n{stderr}"));
+    assert!(
+        status.success(),
+        "serve exits 0 after SIGTERM: {status}; stderr:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains(&text),
+        "message texts (they carry codes) are never logged: {stderr}"
+    );
+}
+
+#[test]
+fn serve_in_production_refuses_the_console_provider() {
+    let sb = Sandbox::new();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = sb.cmd(&["serve"]);
+    cmd.env("OTPGATE_LISTEN", &addr)
+        .env("OTPGATE_MODE", "production");
+    let mut server = Served::start(cmd);
+    let status = server.wait_exit(Duration::from_secs(30));
+    let out = server.stdout_so_far();
+    let (_, stderr) = server.finish(Duration::ZERO);
+    let status = status.unwrap_or_else(|| {
+        panic!("production serve with the console provider must not start: {stderr}")
+    });
+    assert!(!status.success(), "{status}");
+    assert!(
+        stderr.to_lowercase().contains("console"),
+        "the refusal names the console provider: {stderr}"
+    );
+    assert!(
+        !out.contains("Api-Key:"),
+        "no development tenant in production: {out}"
+    );
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "nothing listens on {addr} after the refusal"
+    );
+}
+
+#[tokio::test]
+async fn serve_in_production_without_console_starts_without_a_dev_tenant() {
+    let sb = Sandbox::new();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = sb.cmd(&["serve"]);
+    cmd.env("OTPGATE_LISTEN", &addr)
+        .env("OTPGATE_MODE", "production")
+        .env("OTPGATE_CONSOLE__ENABLED", "false");
+    let mut server = Served::start(cmd);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        if let Some(status) = server.child.try_wait().expect("try_wait") {
+            let (_, stderr) = server.finish(Duration::ZERO);
+            panic!("serve exited with {status}: {stderr}");
+        }
+        assert!(Instant::now() < deadline, "serve never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !server.stdout_so_far().contains("Api-Key:"),
+        "no development tenant in production"
+    );
+    assert_eq!(sb.json(&["tenant", "list", "--json"]), json!([]));
+}

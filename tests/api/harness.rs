@@ -1,0 +1,250 @@
+//! The test harness: starts the real server in-process on a free port with its own SQLite
+//! file, an injected clock and the in-memory provider, and signs Buka requests.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use otpgate::app::{Options, Server};
+use otpgate::clock::ManualClock;
+use otpgate::config::{Config, Secret};
+use otpgate::crypto::buka_sign;
+use otpgate::providers::Provider;
+use otpgate::providers::memory::MemoryProvider;
+use otpgate::service::Service;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub provider: Arc<MemoryProvider>,
+    pub service: Service,
+    pub key: String,
+    pub secret: String,
+    pub _dir: TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub const MASTER_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts a server; `tweak` may change the configuration first.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database_url = format!("sqlite://{}", dir.path().join("otpgate.db").display());
+        let mut cfg = Config {
+            listen: "127.0.0.1:0".into(),
+            database_url,
+            master_key: Some(Secret::new(MASTER_KEY)),
+            ..Config::default()
+        };
+        tweak(&mut cfg);
+        let v = cfg.validate().expect("valid test configuration");
+        let clock = Arc::new(ManualClock::starting_now());
+        let provider = Arc::new(MemoryProvider::new(clock.clone()));
+        let server = Server::build(
+            &cfg,
+            &v,
+            Options {
+                clock: clock.clone(),
+                provider: Some(provider.clone() as Arc<dyn Provider>),
+                print_console: false,
+            },
+        )
+        .await
+        .expect("server builds");
+        let base = format!("http://{}", server.addr);
+        let service = server.service.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        let created = service.create_tenant("test tenant").await.expect("tenant");
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            clock,
+            provider,
+            service,
+            key: created.tenant.api_key,
+            secret: created.api_secret,
+            _dir: dir,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// A request signed for `key`/`secret` at the server clock's current time.
+    pub fn signed_as(
+        &self,
+        key: &str,
+        secret: &str,
+        method: Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let ts = self.clock_now_secs().to_string();
+        self.client
+            .request(method, format!("{}{}", self.base, path))
+            .header("Api-Key", key)
+            .header("Timestamp", &ts)
+            .header("Sign", buka_sign(key, secret, &ts))
+    }
+
+    pub fn signed(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.signed_as(&self.key, &self.secret, method, path)
+    }
+
+    pub fn clock_now_secs(&self) -> i64 {
+        use otpgate::clock::Clock;
+        self.clock.now().timestamp()
+    }
+
+    /// Sends a request, asserts HTTP 200 and returns the JSON envelope.
+    pub async fn envelope(&self, rb: reqwest::RequestBuilder) -> Value {
+        let resp = rb.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        assert_eq!(status, 200, "HTTP status must be 200, body: {text}");
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body, got: {text}"));
+        assert!(v["status"].is_string(), "status must be a string: {v}");
+        assert!(v["reason"].is_string(), "reason must be a string: {v}");
+        v
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        self.envelope(self.signed(Method::POST, path).json(&body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Value {
+        self.envelope(self.signed(Method::PUT, path).json(&body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.envelope(self.signed(Method::GET, path)).await
+    }
+
+    /// Posts a raw body (for malformed JSON).
+    pub async fn post_raw(&self, path: &str, body: &str) -> Value {
+        self.envelope(
+            self.signed(Method::POST, path)
+                .header("Content-Type", "application/json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub fn advance(&self, secs: i64) {
+        self.clock.advance(Duration::seconds(secs));
+    }
+
+    /// Creates an app (name unique per call) and returns its id.
+    pub async fn app(&self, extra: Value) -> String {
+        let mut body = json!({"name": format!("app_{}", otpgate::domain::ids::random_alnum(6))});
+        merge(&mut body, extra);
+        let v = self.post("/v3/otp/app/add", body).await;
+        assert_eq!(v["status"], "0", "{v}");
+        v["data"]["appId"].as_str().expect("appId").to_string()
+    }
+
+    /// Creates a template for the app and returns its id.
+    pub async fn template(&self, app_id: &str, extra: Value) -> i64 {
+        let mut body = json!({
+            "appId": app_id,
+            "name": format!("tpl_{}", otpgate::domain::ids::random_alnum(6)),
+            "text": "##code## is your verification code",
+        });
+        merge(&mut body, extra);
+        let v = self.post("/v3/otp/template/add", body).await;
+        assert_eq!(v["status"], "0", "{v}");
+        v["data"]["templateId"].as_i64().expect("templateId")
+    }
+
+    /// An app with a default template: `(appId, templateId)`.
+    pub async fn app_and_template(&self) -> (String, i64) {
+        let app = self.app(json!({})).await;
+        let tpl = self.template(&app, json!({})).await;
+        (app, tpl)
+    }
+
+    /// Sends a code; returns the whole envelope.
+    pub async fn send(&self, app: &str, tpl: i64, to: &str) -> Value {
+        self.post(
+            "/v3/otp/verification/send",
+            json!({"appId": app, "templateId": tpl, "to": to}),
+        )
+        .await
+    }
+
+    /// Sends a code and returns the verification id, asserting success.
+    pub async fn send_ok(&self, app: &str, tpl: i64, to: &str) -> String {
+        let v = self.send(app, tpl, to).await;
+        assert_eq!(v["status"], "0", "{v}");
+        v["data"]["verificationId"]
+            .as_str()
+            .expect("verificationId")
+            .to_string()
+    }
+
+    /// The text of the last message the provider was given.
+    pub fn last_text(&self) -> String {
+        self.provider
+            .sent()
+            .last()
+            .expect("a message was sent")
+            .text
+            .clone()
+    }
+
+    /// The code in the last message (the template puts it first).
+    pub fn last_code(&self) -> String {
+        self.last_text()
+            .split_whitespace()
+            .next()
+            .expect("code")
+            .to_string()
+    }
+
+    pub async fn verify(&self, vid: &str, code: &str) -> Value {
+        self.post(
+            "/v3/otp/verification/verify",
+            json!({"verificationId": vid, "code": code}),
+        )
+        .await
+    }
+}
+
+/// Shallow-merges the fields of `extra` into `base`.
+pub fn merge(base: &mut Value, extra: Value) {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        for (k, v) in e {
+            b.insert(k, v);
+        }
+    }
+}
+
+/// Asserts a Buka error status and that the reason mentions `needle`.
+#[track_caller]
+pub fn assert_error(v: &Value, status: &str, needle: &str) {
+    assert_eq!(v["status"], status, "{v}");
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(needle),
+        "reason {reason:?} should mention {needle:?}: {v}"
+    );
+}

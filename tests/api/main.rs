@@ -1,0 +1,10 @@
+//! One integration-test binary: every test starts the real server (see `harness`).
+
+mod harness;
+
+mod auth;
+mod catalog;
+mod cli;
+mod concurrency;
+mod openapi;
+mod verification;
