@@ -314,7 +314,7 @@ where
     all.latencies_us.sort_unstable();
     let ok = all.latencies_us.len() as u64;
     let mut kinds: Vec<(String, u64)> = all.error_samples.into_iter().collect();
-    kinds.sort_by(|a, b| b.1.cmp(&a.1));
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
     kinds.truncate(5);
     PhaseResult {
         phase: phase.to_string(),

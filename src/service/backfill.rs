@@ -81,9 +81,9 @@ impl Service {
         let mcc = mcc_raw
             .parse::<i64>()
             .ok()
-            .filter(|m| (200..=799).contains(m) && mcc_raw.len() == 3)
+            .filter(|m| (200..=999).contains(m) && mcc_raw.len() == 3)
             .ok_or_else(|| {
-                ServiceError::invalid("mcc", "must be a 3-digit mobile country code (200-799)")
+                ServiceError::invalid("mcc", "must be a 3-digit mobile country code (200-999)")
             })?;
         let now = required(&input.backfill_now, "backfillNow")?;
         let rate_bp = percent_bp(now).ok_or_else(|| {

@@ -22,6 +22,15 @@ pub(super) struct Delivery {
     pub route_index: usize,
 }
 
+/// Where and how a session's attempts go: everything but the attempt and the code.
+pub(super) struct DeliveryTarget {
+    pub channel: Channel,
+    pub phone: PhoneNumber,
+    pub sender: Option<String>,
+    pub template: Option<Template>,
+    pub route_index: usize,
+}
+
 /// The SMS text used by sendRule without a template.
 pub const DEFAULT_TEXT: &str = "Your verification code is ##code##";
 

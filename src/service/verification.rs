@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use super::delivery::Delivery;
+use super::delivery::{Delivery, DeliveryTarget};
 use super::{Service, ServiceError, ServiceResult};
 use crate::domain::Channel;
 use crate::domain::code::{self, Code, CodeType};
@@ -178,70 +178,106 @@ impl Service {
             .and_then(|t| t.sender_id.clone())
             .or_else(|| route.default_sender.clone());
 
+        let target = DeliveryTarget {
+            channel,
+            phone,
+            sender,
+            template,
+            route_index,
+        };
+        let attempt = NewAttempt {
+            channel: channel.as_str().to_string(),
+            route: route.name.clone(),
+            provider: route.provider.kind().to_string(),
+            sender: target.sender.clone(),
+            mcc: target.phone.mcc().map(i64::from),
+        };
+        let to = target.phone.digits().to_string();
+        let verification_id = self
+            .commit_send(
+                |verification_id, now_ms| NewSend {
+                    tenant_id,
+                    app_id: app.app_id.clone(),
+                    phone: to.clone(),
+                    verification_id: verification_id.to_string(),
+                    kind: if rule { "sendRule" } else { "send" },
+                    order_id: order_id.clone(),
+                    total_limit: app.total_limit.active(),
+                    phone_limit: app.phone_limit.active(),
+                    target: SendTarget::New(NewSession {
+                        app_id: app.app_id.clone(),
+                        template_id: target.template.as_ref().map(|t| t.template_id),
+                        flow_id: flow.as_ref().map(|f| f.flow_id),
+                        phone: to.clone(),
+                        region: target.phone.region().map(str::to_string),
+                        // A new session's id is its first verification id.
+                        code: self.stored_code(
+                            verification_id,
+                            &code,
+                            case_insensitive,
+                            now_ms + app.code_expiry * 60_000,
+                        ),
+                        code_type,
+                        code_length,
+                        case_insensitive,
+                    }),
+                    attempt: attempt.clone(),
+                    now_ms,
+                },
+                &target,
+            )
+            .await?;
+        Ok(SendResult {
+            verification_id,
+            to,
+            channel,
+        })
+    }
+
+    /// Writes a send in one store transaction (drawing a new id on the rare clash of its
+    /// random part), then delivers its attempt with the code in effect for the session.
+    async fn commit_send(
+        &self,
+        build: impl Fn(&str, i64) -> NewSend,
+        target: &DeliveryTarget,
+    ) -> ServiceResult<String> {
         for _ in 0..SEND_ID_TRIES {
             let now_ms = self.now_ms();
-            let verification_id = new_verification_id(now_ms);
-            let expires_ms = now_ms + app.code_expiry * 60_000;
-            let send = NewSend {
-                tenant_id,
-                app_id: app.app_id.clone(),
-                phone: phone.digits().to_string(),
-                verification_id: verification_id.clone(),
-                kind: if rule { "sendRule" } else { "send" },
-                order_id: order_id.clone(),
-                total_limit: app.total_limit.active(),
-                phone_limit: app.phone_limit.active(),
-                target: SendTarget::New(NewSession {
-                    app_id: app.app_id.clone(),
-                    template_id: template.as_ref().map(|t| t.template_id),
-                    flow_id: flow.as_ref().map(|f| f.flow_id),
-                    phone: phone.digits().to_string(),
-                    region: phone.region().map(str::to_string),
-                    code: self.stored_code(&verification_id, &code, case_insensitive, expires_ms),
-                    code_type,
-                    code_length,
-                    case_insensitive,
-                }),
-                attempt: NewAttempt {
-                    channel: channel.as_str().to_string(),
-                    route: route.name.clone(),
-                    provider: route.provider.kind().to_string(),
-                    sender: sender.clone(),
-                    mcc: phone.mcc().map(i64::from),
-                },
-                now_ms,
-            };
+            let send = build(&new_verification_id(now_ms), now_ms);
             match self.store.create_send(&send).await {
-                Ok(SendOutcome::Created { attempt_id, .. }) => {
+                Ok(SendOutcome::Created {
+                    session_id,
+                    attempt_id,
+                    code_sealed,
+                }) => {
+                    let code = self
+                        .keys
+                        .open(&code_sealed, &code_context(&session_id))
+                        .context("unsealing the session code")?;
                     tracing::info!(
-                        verification.id = %verification_id,
-                        app.id = %app.app_id,
-                        phone = %phone,
-                        channel = %channel,
-                        route.name = %route.name,
-                        flow.id = ?flow.as_ref().map(|f| f.flow_id),
+                        verification.id = %send.verification_id,
+                        session.id = %session_id,
+                        app.id = %send.app_id,
+                        phone = %target.phone,
+                        channel = %target.channel,
+                        route.name = %send.attempt.route,
+                        send.kind = send.kind,
                         "send accepted"
                     );
-                    let to = phone.digits().to_string();
                     self.deliver(Delivery {
                         attempt_id,
-                        verification_id: verification_id.clone(),
-                        channel,
-                        phone,
-                        sender,
-                        code,
-                        template,
-                        route_index,
+                        verification_id: send.verification_id.clone(),
+                        channel: target.channel,
+                        phone: target.phone.clone(),
+                        sender: target.sender.clone(),
+                        code: Code::supplied(&code),
+                        template: target.template.clone(),
+                        route_index: target.route_index,
                     })
                     .await;
-                    return Ok(SendResult {
-                        verification_id,
-                        to,
-                        channel,
-                    });
+                    return Ok(send.verification_id);
                 }
                 Ok(other) => return Err(outcome_error(other)),
-                // A clash on the random part of the id: draw another.
                 Err(StoreError::Conflict(c))
                     if c.contains("verification") || c.contains("sessions") =>
                 {
@@ -280,79 +316,51 @@ impl Service {
             .and_then(|t| t.sender_id.clone())
             .or_else(|| route.default_sender.clone());
 
-        for _ in 0..SEND_ID_TRIES {
-            let now_ms = self.now_ms();
-            let new_id = new_verification_id(now_ms);
-            let send = NewSend {
-                tenant_id,
-                app_id: app.app_id.clone(),
-                phone: session.phone.clone(),
-                verification_id: new_id.clone(),
-                kind: "resend",
-                order_id: None,
-                total_limit: app.total_limit.active(),
-                phone_limit: app.phone_limit.active(),
-                target: SendTarget::Resend {
-                    session_id: session.id.clone(),
-                    fresh: self.stored_code(
-                        &session.id,
-                        &fresh,
-                        session.case_insensitive,
-                        now_ms + app.code_expiry * 60_000,
-                    ),
+        let target = DeliveryTarget {
+            channel,
+            phone,
+            sender,
+            template,
+            route_index,
+        };
+        let attempt = NewAttempt {
+            channel: channel.as_str().to_string(),
+            route: route.name.clone(),
+            provider: route.provider.kind().to_string(),
+            sender: target.sender.clone(),
+            mcc: target.phone.mcc().map(i64::from),
+        };
+        let verification_id = self
+            .commit_send(
+                |verification_id, now_ms| NewSend {
+                    tenant_id,
+                    app_id: app.app_id.clone(),
+                    phone: session.phone.clone(),
+                    verification_id: verification_id.to_string(),
+                    kind: "resend",
+                    order_id: None,
+                    total_limit: app.total_limit.active(),
+                    phone_limit: app.phone_limit.active(),
+                    target: SendTarget::Resend {
+                        session_id: session.id.clone(),
+                        fresh: self.stored_code(
+                            &session.id,
+                            &fresh,
+                            session.case_insensitive,
+                            now_ms + app.code_expiry * 60_000,
+                        ),
+                    },
+                    attempt: attempt.clone(),
+                    now_ms,
                 },
-                attempt: NewAttempt {
-                    channel: channel.as_str().to_string(),
-                    route: route.name.clone(),
-                    provider: route.provider.kind().to_string(),
-                    sender: sender.clone(),
-                    mcc: phone.mcc().map(i64::from),
-                },
-                now_ms,
-            };
-            match self.store.create_send(&send).await {
-                Ok(SendOutcome::Created {
-                    attempt_id,
-                    code_sealed,
-                    ..
-                }) => {
-                    let code = self
-                        .keys
-                        .open(&code_sealed, &code_context(&session.id))
-                        .context("unsealing the session code")?;
-                    tracing::info!(
-                        verification.id = %new_id,
-                        session.id = %session.id,
-                        phone = %phone,
-                        channel = %channel,
-                        route.name = %route.name,
-                        "resend accepted"
-                    );
-                    self.deliver(Delivery {
-                        attempt_id,
-                        verification_id: new_id.clone(),
-                        channel,
-                        phone,
-                        sender,
-                        code: Code::supplied(&code),
-                        template,
-                        route_index,
-                    })
-                    .await;
-                    return Ok(SendResult {
-                        verification_id: new_id,
-                        to: session.phone.clone(),
-                        channel,
-                    });
-                }
-                Ok(other) => return Err(outcome_error(other)),
-                Err(StoreError::Conflict(c)) if c.contains("verification") => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(ServiceError::Internal(anyhow::anyhow!(
-            "could not allocate a unique verification id"
-        )))
+                &target,
+            )
+            .await?;
+        Ok(SendResult {
+            verification_id,
+            to: session.phone.clone(),
+            channel,
+        })
     }
 
     /// The verification id's session, if it is the tenant's.

@@ -27,7 +27,12 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BukaError> {
     match first {
         None => return Err(BukaError::param("body", "is required: a JSON object")),
         // Serde would also read a struct from a JSON array; only objects are bodies here.
-        Some(b'[') => return Err(BukaError::param("body", "must be a JSON object, not an array")),
+        Some(b'[') => {
+            return Err(BukaError::param(
+                "body",
+                "must be a JSON object, not an array",
+            ));
+        }
         Some(_) => {}
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
