@@ -191,6 +191,7 @@ impl Service {
             provider: route.provider.kind().to_string(),
             sender: target.sender.clone(),
             mcc: target.phone.mcc().map(i64::from),
+            sending: self.sending_info(&target, &code),
         };
         let to = target.phone.digits().to_string();
         let verification_id = self
@@ -267,12 +268,8 @@ impl Service {
                     self.deliver(Delivery {
                         attempt_id,
                         verification_id: send.verification_id.clone(),
-                        channel: target.channel,
-                        phone: target.phone.clone(),
-                        sender: target.sender.clone(),
                         code: Code::supplied(&code),
-                        template: target.template.clone(),
-                        route_index: target.route_index,
+                        target: target.clone(),
                     })
                     .await;
                     return Ok(send.verification_id);
@@ -329,6 +326,7 @@ impl Service {
             provider: route.provider.kind().to_string(),
             sender: target.sender.clone(),
             mcc: target.phone.mcc().map(i64::from),
+            sending: self.sending_info(&target, &fresh),
         };
         let verification_id = self
             .commit_send(

@@ -16,15 +16,13 @@ use crate::domain::session::VerifyOutcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A uniqueness rule was broken; the text names it (e.g. `apps_tenant_name`).
+    /// A uniqueness rule was broken; the text names it (e.g. `apps.tenant_id, apps.name`).
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(String),
     #[error("stored data is malformed: {0}")]
     Corrupt(String),
-    #[error("migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -209,6 +209,19 @@ pub struct NewAttempt {
     pub provider: String,
     pub sender: Option<String>,
     pub mcc: Option<i64>,
+    /// Set when the attempt is handed to its route right after the commit: it is written
+    /// straight in the `sending` state with what is known of the message.
+    pub sending: Option<SendingInfo>,
+}
+
+/// What is known of a message when it is handed to its route.
+#[derive(Debug, Clone, Default)]
+pub struct SendingInfo {
+    pub encoding: Option<String>,
+    pub segments: Option<i64>,
+    pub price_micros: Option<i64>,
+    pub rate_micros: Option<i64>,
+    pub bill_period: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -1,70 +1,265 @@
-//! The embedded SQLite store: one file, WAL, one writer connection and a pool of readers.
+//! The embedded SQLite store: one file, WAL, one writer thread and a pool of readers.
 //!
-//! Every write runs on the single writer connection, so each write transaction is serialized
-//! with every other: the period-limit check and its count, orderId uniqueness and verify are
-//! atomic without further locking. Readers never block the writer in WAL mode.
+//! All writes run on a dedicated writer thread that owns the only writing connection, so every
+//! write is serialized with every other: the period-limit check and its count, orderId
+//! uniqueness and verify are atomic without further locking. The writer commits in groups:
+//! it takes every job waiting in its queue, runs each inside its own savepoint of one
+//! transaction, commits once, and only then answers each caller (a failed commit fails every
+//! job of the group). One store call costs one hand-off to the writer, not one per statement.
+//! Readers never block the writer in WAL mode.
 
-use std::str::FromStr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use tokio::sync::oneshot;
 
 use super::*;
 use crate::crypto::ct_eq_str;
 use crate::domain::session::{SessionStatus, decide_verify};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The embedded migrations, in order.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+/// Most jobs committed together.
+const MAX_GROUP: usize = 128;
+
+/// A unit of work for the writer: `run` inside a savepoint, `finish` after the commit.
+trait WriteJob: Send {
+    /// Runs the job; `false` rolls its savepoint back.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller; `commit_error` when the group's commit failed.
+    fn finish(self: Box<Self>, commit_error: Option<&str>);
+}
+
+struct Job<T, F> {
+    f: Option<F>,
+    result: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> WriteJob for Job<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> StoreResult<T> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = match self.f.take() {
+            Some(f) => f(conn),
+            None => Err(StoreError::Corrupt("write job ran twice".into())),
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit_error: Option<&str>) {
+        let result = match (commit_error, self.result) {
+            (Some(e), Some(Ok(_))) => Err(StoreError::Db(format!("commit failed: {e}"))),
+            (_, Some(r)) => r,
+            (_, None) => Err(StoreError::Db("write job did not run".into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+type BoxedJob = Box<dyn WriteJob>;
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<BoxedJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            for job in group {
+                job.finish(Some(&msg));
+            }
+            continue;
+        }
+        for job in group.iter_mut() {
+            let _ = conn.execute_batch("SAVEPOINT job");
+            let ok = job.run(&conn);
+            let end = if ok {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
+            let _ = conn.execute_batch(end);
+        }
+        let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        });
+        for job in group {
+            job.finish(commit_error.as_deref());
+        }
+    }
+}
+
+/// Idle read-only connections, opened on demand.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn take(&self) -> StoreResult<Connection> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match pooled {
+            Some(c) => Ok(c),
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(Duration::from_secs(10))?;
+                conn.set_prepared_statement_cache_capacity(64);
+                Ok(conn)
+            }
+        }
+    }
+
+    fn put(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < 16 {
+            idle.push(conn);
+        }
+    }
+}
 
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    jobs: mpsc::Sender<BoxedJob>,
+    /// `None` for an in-memory database, whose reads go through the writer.
+    readers: Option<Arc<Readers>>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(f, msg) = &e
+            && (f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+        {
+            return StoreError::Conflict(msg.clone().unwrap_or_else(|| e.to_string()));
+        }
+        StoreError::Db(e.to_string())
+    }
+}
+
+fn open_writer(path: Option<&PathBuf>) -> StoreResult<Connection> {
+    let conn = match path {
+        Some(p) => Connection::open(p)?,
+        None => Connection::open_in_memory()?,
+    };
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database at `url`.
+    /// Opens (creating if missing) the database at `url` (`sqlite://PATH` or `sqlite::memory:`).
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts.clone())
-            .await?;
-        let reader = if crate::config::sqlite_path(url).is_none() {
-            // An in-memory database exists once per connection: share the writer.
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(4)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts.read_only(true))
-                .await?
-        };
-        Ok(Self { writer, reader })
-    }
-
-    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin().await?)
-    }
-}
-
-/// Maps a unique-constraint violation to [`StoreError::Conflict`].
-fn conflict(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(db.message().to_string())
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::Db(format!("not a sqlite URL: {url}")));
         }
-        _ => StoreError::Db(e),
+        let path = crate::config::sqlite_path(url);
+        if let Some(dir) = path
+            .as_ref()
+            .and_then(|p| p.parent())
+            .filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(StoreError::Db(format!(
+                "directory {} does not exist",
+                dir.display()
+            )));
+        }
+        let writer = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || open_writer(path.as_ref())
+        })
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))??;
+        let (tx, rx) = mpsc::channel::<BoxedJob>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            jobs: tx,
+            readers: path.map(|path| {
+                Arc::new(Readers {
+                    path,
+                    idle: Mutex::new(Vec::new()),
+                })
+            }),
+        })
+    }
+
+    /// Runs `f` on the writer, inside the current group's transaction.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: BoxedJob = Box::new(Job {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Db("the writer thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Db("the writer thread dropped a job".into()))?
+    }
+
+    /// Runs a primary-key lookup inline, on the calling thread, with a pooled reader.
+    ///
+    /// An indexed point read in WAL mode takes microseconds and never waits for the writer,
+    /// so handing it to another thread would cost more than the read. Anything that can
+    /// return many rows goes through [`Self::read`] instead.
+    async fn lookup<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let Some(readers) = &self.readers else {
+            return self.write(f).await;
+        };
+        let conn = readers.take()?;
+        let result = f(&conn);
+        readers.put(conn);
+        result
+    }
+
+    /// Runs `f` on a reader connection on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let Some(readers) = self.readers.clone() else {
+            return self.write(f).await;
+        };
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let result = f(&conn);
+            readers.put(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("reader task failed: {e}")))?
     }
 }
 
@@ -76,513 +271,687 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| unreachable!("plain data serializes"))
 }
 
-fn tenant_from(r: &SqliteRow) -> StoreResult<Tenant> {
-    let allow: String = r.try_get("allow_ips")?;
+fn tenant_from(r: &Row) -> rusqlite::Result<Tenant> {
+    let allow: String = r.get("allow_ips")?;
     Ok(Tenant {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        api_key: r.try_get("api_key")?,
-        secret_enc: r.try_get("secret_enc")?,
-        enabled: r.try_get::<i64, _>("enabled")? != 0,
+        id: r.get("id")?,
+        name: r.get("name")?,
+        api_key: r.get("api_key")?,
+        secret_enc: r.get("secret_enc")?,
+        enabled: r.get::<_, i64>("enabled")? != 0,
         allow_ips: allow
             .split(',')
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect(),
-        created_ms: r.try_get("created_ms")?,
+        created_ms: r.get("created_ms")?,
     })
 }
 
-fn app_from(r: &SqliteRow) -> StoreResult<App> {
-    Ok(App {
-        app_id: r.try_get("app_id")?,
-        tenant_id: r.try_get("tenant_id")?,
-        name: r.try_get("name")?,
-        code_expiry: r.try_get("code_expiry")?,
-        total_limit: json(&r.try_get::<String, _>("total_limit")?, "apps.total_limit")?,
-        phone_limit: json(&r.try_get::<String, _>("phone_limit")?, "apps.phone_limit")?,
-        created_ms: r.try_get("created_ms")?,
-    })
+/// Apps keep their limits as JSON text; this reads the raw row, [`app_from`] parses it.
+type AppRow = (App, String, String);
+
+fn app_row(r: &Row) -> rusqlite::Result<AppRow> {
+    Ok((
+        App {
+            app_id: r.get("app_id")?,
+            tenant_id: r.get("tenant_id")?,
+            name: r.get("name")?,
+            code_expiry: r.get("code_expiry")?,
+            total_limit: Default::default(),
+            phone_limit: Default::default(),
+            created_ms: r.get("created_ms")?,
+        },
+        r.get("total_limit")?,
+        r.get("phone_limit")?,
+    ))
 }
 
-fn template_from(r: &SqliteRow) -> StoreResult<Template> {
+fn app_from((mut app, total, phone): AppRow) -> StoreResult<App> {
+    app.total_limit = json(&total, "apps.total_limit")?;
+    app.phone_limit = json(&phone, "apps.phone_limit")?;
+    Ok(app)
+}
+
+fn template_from(r: &Row) -> rusqlite::Result<Template> {
     Ok(Template {
-        template_id: r.try_get("template_id")?,
-        tenant_id: r.try_get("tenant_id")?,
-        app_id: r.try_get("app_id")?,
-        name: r.try_get("name")?,
-        text: r.try_get("text")?,
-        code_type: r.try_get("code_type")?,
-        code_length: r.try_get("code_length")?,
-        speech_rate: r.try_get("speech_rate")?,
-        language: r.try_get("language")?,
-        max_duration: r.try_get("max_duration")?,
-        repeat_cnt: r.try_get("repeat_cnt")?,
-        sender_id: r.try_get("sender_id")?,
-        created_ms: r.try_get("created_ms")?,
+        template_id: r.get("template_id")?,
+        tenant_id: r.get("tenant_id")?,
+        app_id: r.get("app_id")?,
+        name: r.get("name")?,
+        text: r.get("text")?,
+        code_type: r.get("code_type")?,
+        code_length: r.get("code_length")?,
+        speech_rate: r.get("speech_rate")?,
+        language: r.get("language")?,
+        max_duration: r.get("max_duration")?,
+        repeat_cnt: r.get("repeat_cnt")?,
+        sender_id: r.get("sender_id")?,
+        created_ms: r.get("created_ms")?,
     })
 }
 
-fn flow_from(r: &SqliteRow) -> StoreResult<Flow> {
-    Ok(Flow {
-        flow_id: r.try_get("flow_id")?,
-        tenant_id: r.try_get("tenant_id")?,
-        name: r.try_get("name")?,
-        nodes: json(&r.try_get::<String, _>("nodes")?, "flows.nodes")?,
-        created_ms: r.try_get("created_ms")?,
-    })
+fn flow_row(r: &Row) -> rusqlite::Result<(Flow, String)> {
+    Ok((
+        Flow {
+            flow_id: r.get("flow_id")?,
+            tenant_id: r.get("tenant_id")?,
+            name: r.get("name")?,
+            nodes: Vec::new(),
+            created_ms: r.get("created_ms")?,
+        },
+        r.get("nodes")?,
+    ))
 }
 
-fn session_from(r: &SqliteRow) -> StoreResult<Session> {
-    let status: String = r.try_get("status")?;
-    Ok(Session {
-        id: r.try_get("id")?,
-        tenant_id: r.try_get("tenant_id")?,
-        app_id: r.try_get("app_id")?,
-        template_id: r.try_get("template_id")?,
-        flow_id: r.try_get("flow_id")?,
-        phone: r.try_get("phone")?,
-        region: r.try_get("region")?,
-        channel: r.try_get("channel")?,
-        code_hash: r.try_get("code_hash")?,
-        code_enc: r.try_get("code_enc")?,
-        code_type: r.try_get("code_type")?,
-        code_length: r.try_get("code_length")?,
-        case_insensitive: r.try_get::<i64, _>("case_insensitive")? != 0,
-        status: SessionStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("sessions.status {status:?}")))?,
-        wrong_attempts: r.try_get("wrong_attempts")?,
-        submitted: r.try_get::<i64, _>("submitted")? != 0,
-        expires_ms: r.try_get("expires_ms")?,
-        created_ms: r.try_get("created_ms")?,
-        verified_ms: r.try_get("verified_ms")?,
-        order_id: r.try_get("order_id")?,
-    })
+fn flow_from((mut flow, nodes): (Flow, String)) -> StoreResult<Flow> {
+    flow.nodes = json(&nodes, "flows.nodes")?;
+    Ok(flow)
 }
 
-fn verification_from(r: &SqliteRow) -> StoreResult<Verification> {
+fn session_row(r: &Row) -> rusqlite::Result<(Session, String)> {
+    Ok((
+        Session {
+            id: r.get("id")?,
+            tenant_id: r.get("tenant_id")?,
+            app_id: r.get("app_id")?,
+            template_id: r.get("template_id")?,
+            flow_id: r.get("flow_id")?,
+            phone: r.get("phone")?,
+            region: r.get("region")?,
+            channel: r.get("channel")?,
+            code_hash: r.get("code_hash")?,
+            code_enc: r.get("code_enc")?,
+            code_type: r.get("code_type")?,
+            code_length: r.get("code_length")?,
+            case_insensitive: r.get::<_, i64>("case_insensitive")? != 0,
+            status: SessionStatus::Pending,
+            wrong_attempts: r.get("wrong_attempts")?,
+            submitted: r.get::<_, i64>("submitted")? != 0,
+            expires_ms: r.get("expires_ms")?,
+            created_ms: r.get("created_ms")?,
+            verified_ms: r.get("verified_ms")?,
+            order_id: r.get("order_id")?,
+        },
+        r.get("status")?,
+    ))
+}
+
+fn session_from((mut s, status): (Session, String)) -> StoreResult<Session> {
+    s.status = SessionStatus::parse(&status)
+        .ok_or_else(|| StoreError::Corrupt(format!("sessions.status {status:?}")))?;
+    Ok(s)
+}
+
+fn load_session(conn: &Connection, id: &str) -> StoreResult<Option<Session>> {
+    conn.prepare_cached("SELECT * FROM sessions WHERE id = ?1")?
+        .query_row([id], session_row)
+        .optional()?
+        .map(session_from)
+        .transpose()
+}
+
+fn verification_from(r: &Row) -> rusqlite::Result<Verification> {
     Ok(Verification {
-        verification_id: r.try_get("verification_id")?,
-        session_id: r.try_get("session_id")?,
-        tenant_id: r.try_get("tenant_id")?,
-        channel: r.try_get("channel")?,
-        kind: r.try_get("kind")?,
-        created_ms: r.try_get("created_ms")?,
+        verification_id: r.get("verification_id")?,
+        session_id: r.get("session_id")?,
+        tenant_id: r.get("tenant_id")?,
+        channel: r.get("channel")?,
+        kind: r.get("kind")?,
+        created_ms: r.get("created_ms")?,
     })
 }
 
-fn attempt_from(r: &SqliteRow) -> StoreResult<Attempt> {
+fn attempt_from(r: &Row) -> rusqlite::Result<Attempt> {
     Ok(Attempt {
-        id: r.try_get("id")?,
-        session_id: r.try_get("session_id")?,
-        verification_id: r.try_get("verification_id")?,
-        tenant_id: r.try_get("tenant_id")?,
-        channel: r.try_get("channel")?,
-        route: r.try_get("route")?,
-        provider: r.try_get("provider")?,
-        sender: r.try_get("sender")?,
-        gateway_state: r.try_get("gateway_state")?,
-        report_state: r.try_get("report_state")?,
-        reason: r.try_get("reason")?,
-        provider_message_id: r.try_get("provider_message_id")?,
-        encoding: r.try_get("encoding")?,
-        segments: r.try_get("segments")?,
-        mcc: r.try_get("mcc")?,
-        mnc: r.try_get("mnc")?,
-        price_micros: r.try_get("price_micros")?,
-        rate_micros: r.try_get("rate_micros")?,
-        bill_period: r.try_get("bill_period")?,
-        call_duration: r.try_get("call_duration")?,
-        charged_duration: r.try_get("charged_duration")?,
-        created_ms: r.try_get("created_ms")?,
-        send_ms: r.try_get("send_ms")?,
-        done_ms: r.try_get("done_ms")?,
+        id: r.get("id")?,
+        session_id: r.get("session_id")?,
+        verification_id: r.get("verification_id")?,
+        tenant_id: r.get("tenant_id")?,
+        channel: r.get("channel")?,
+        route: r.get("route")?,
+        provider: r.get("provider")?,
+        sender: r.get("sender")?,
+        gateway_state: r.get("gateway_state")?,
+        report_state: r.get("report_state")?,
+        reason: r.get("reason")?,
+        provider_message_id: r.get("provider_message_id")?,
+        encoding: r.get("encoding")?,
+        segments: r.get("segments")?,
+        mcc: r.get("mcc")?,
+        mnc: r.get("mnc")?,
+        price_micros: r.get("price_micros")?,
+        rate_micros: r.get("rate_micros")?,
+        bill_period: r.get("bill_period")?,
+        call_duration: r.get("call_duration")?,
+        charged_duration: r.get("charged_duration")?,
+        created_ms: r.get("created_ms")?,
+        send_ms: r.get("send_ms")?,
+        done_ms: r.get("done_ms")?,
     })
 }
 
 /// Counts sends in the window and, when under every limit, records this one.
-async fn check_and_count(
-    tx: &mut Transaction<'static, Sqlite>,
-    s: &NewSend,
-) -> StoreResult<Option<SendOutcome>> {
+fn check_and_count(conn: &Connection, s: &NewSend) -> StoreResult<Option<SendOutcome>> {
     if let Some(l) = s.total_limit {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM send_log WHERE app_id = ? AND at_ms > ?")
-                .bind(&s.app_id)
-                .bind(s.now_ms - l.window_ms())
-                .fetch_one(&mut **tx)
-                .await?;
+        let n: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM send_log WHERE app_id = ?1 AND at_ms > ?2")?
+            .query_row(params![s.app_id, s.now_ms - l.window_ms()], |r| r.get(0))?;
         if n >= l.limit {
             return Ok(Some(SendOutcome::TotalLimit));
         }
     }
     if let Some(l) = s.phone_limit {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM send_log WHERE app_id = ? AND phone = ? AND at_ms > ?",
-        )
-        .bind(&s.app_id)
-        .bind(&s.phone)
-        .bind(s.now_ms - l.window_ms())
-        .fetch_one(&mut **tx)
-        .await?;
+        let n: i64 = conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM send_log WHERE app_id = ?1 AND phone = ?2 AND at_ms > ?3",
+            )?
+            .query_row(params![s.app_id, s.phone, s.now_ms - l.window_ms()], |r| {
+                r.get(0)
+            })?;
         if n >= l.limit {
             return Ok(Some(SendOutcome::PhoneLimit));
         }
     }
-    sqlx::query("INSERT INTO send_log (app_id, phone, at_ms) VALUES (?, ?, ?)")
-        .bind(&s.app_id)
-        .bind(&s.phone)
-        .bind(s.now_ms)
-        .execute(&mut **tx)
-        .await?;
+    conn.prepare_cached("INSERT INTO send_log (app_id, phone, at_ms) VALUES (?1, ?2, ?3)")?
+        .execute(params![s.app_id, s.phone, s.now_ms])?;
     Ok(None)
+}
+
+fn create_send(conn: &Connection, s: &NewSend) -> StoreResult<SendOutcome> {
+    if let Some(order_id) = &s.order_id {
+        let existing: Option<String> = conn
+            .prepare_cached(
+                "SELECT verification_id FROM orders WHERE tenant_id = ?1 AND order_id = ?2",
+            )?
+            .query_row(params![s.tenant_id, order_id], |r| r.get(0))
+            .optional()?;
+        if let Some(verification_id) = existing {
+            return Ok(SendOutcome::DuplicateOrder { verification_id });
+        }
+    }
+    // A resend first checks that its session is still open, before it counts.
+    let (session_id, code_sealed, refresh) = match &s.target {
+        SendTarget::New(n) => (s.verification_id.clone(), n.code.sealed.clone(), false),
+        SendTarget::Resend { session_id, fresh } => {
+            let Some(session) = load_session(conn, session_id)? else {
+                return Ok(SendOutcome::SessionMissing);
+            };
+            if session.status != SessionStatus::Pending {
+                return Ok(SendOutcome::SessionClosed);
+            }
+            // The same code while it is valid; a fresh one once it has expired.
+            match session.code_enc {
+                Some(sealed) if s.now_ms < session.expires_ms => (session.id, sealed, false),
+                _ => (session.id, fresh.sealed.clone(), true),
+            }
+        }
+    };
+    if let Some(outcome) = check_and_count(conn, s)? {
+        return Ok(outcome);
+    }
+    let a = &s.attempt;
+    match &s.target {
+        SendTarget::New(n) => {
+            conn.prepare_cached(
+                "INSERT INTO sessions (id, tenant_id, app_id, template_id, flow_id, phone, region, channel, \
+                 code_hash, code_enc, code_type, code_length, case_insensitive, status, submitted, expires_ms, \
+                 created_ms, order_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'pending', ?14, ?15, ?16, ?17)",
+            )?
+            .execute(params![
+                session_id,
+                s.tenant_id,
+                n.app_id,
+                n.template_id,
+                n.flow_id,
+                n.phone,
+                n.region,
+                a.channel,
+                n.code.hash,
+                n.code.sealed,
+                n.code_type,
+                n.code_length,
+                n.case_insensitive as i64,
+                a.sending.is_some() as i64,
+                n.code.expires_ms,
+                s.now_ms,
+                s.order_id,
+            ])?;
+        }
+        SendTarget::Resend { fresh, .. } => {
+            conn.prepare_cached(
+                "UPDATE sessions SET code_hash = CASE WHEN ?1 THEN ?2 ELSE code_hash END, \
+                 code_enc = CASE WHEN ?1 THEN ?3 ELSE code_enc END, \
+                 expires_ms = CASE WHEN ?1 THEN ?4 ELSE expires_ms END, \
+                 submitted = MAX(submitted, ?5) WHERE id = ?6",
+            )?
+            .execute(params![
+                refresh,
+                fresh.hash,
+                fresh.sealed,
+                fresh.expires_ms,
+                a.sending.is_some() as i64,
+                session_id
+            ])?;
+        }
+    }
+    conn.prepare_cached(
+        "INSERT INTO verifications (verification_id, session_id, tenant_id, channel, kind, created_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![s.verification_id, session_id, s.tenant_id, a.channel, s.kind, s.now_ms])?;
+    if let Some(order_id) = &s.order_id {
+        conn.prepare_cached(
+            "INSERT INTO orders (tenant_id, order_id, verification_id) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![s.tenant_id, order_id, s.verification_id])?;
+    }
+    let sending = a.sending.clone().unwrap_or_default();
+    let attempt_id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO attempts (session_id, verification_id, tenant_id, channel, route, provider, sender, \
+             gateway_state, report_state, mcc, encoding, segments, price_micros, rate_micros, bill_period, \
+             created_ms, send_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                session_id,
+                s.verification_id,
+                s.tenant_id,
+                a.channel,
+                a.route,
+                a.provider,
+                a.sender,
+                if a.sending.is_some() { gateway::SENDING } else { gateway::PENDING },
+                if a.sending.is_some() { report::PENDING } else { report::UNKNOWN },
+                a.mcc,
+                sending.encoding,
+                sending.segments,
+                sending.price_micros,
+                sending.rate_micros,
+                sending.bill_period,
+                s.now_ms,
+                a.sending.as_ref().map(|_| s.now_ms),
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(SendOutcome::Created {
+        session_id,
+        attempt_id,
+        code_sealed,
+    })
+}
+
+fn update_attempt(conn: &Connection, id: i64, u: &AttemptUpdate) -> StoreResult<()> {
+    let session_id: Option<String> = conn
+        .prepare_cached(
+            "UPDATE attempts SET gateway_state = COALESCE(?1, gateway_state), report_state = COALESCE(?2, report_state), \
+             reason = COALESCE(?3, reason), provider_message_id = COALESCE(?4, provider_message_id), \
+             encoding = COALESCE(?5, encoding), segments = COALESCE(?6, segments), mnc = COALESCE(?7, mnc), \
+             price_micros = COALESCE(?8, price_micros), rate_micros = COALESCE(?9, rate_micros), \
+             bill_period = COALESCE(?10, bill_period), call_duration = COALESCE(?11, call_duration), \
+             charged_duration = COALESCE(?12, charged_duration), send_ms = COALESCE(?13, send_ms), \
+             done_ms = COALESCE(?14, done_ms) WHERE id = ?15 RETURNING session_id",
+        )?
+        .query_row(
+            params![
+                u.gateway_state,
+                u.report_state,
+                u.reason,
+                u.provider_message_id,
+                u.encoding,
+                u.segments,
+                u.mnc,
+                u.price_micros,
+                u.rate_micros,
+                u.bill_period,
+                u.call_duration,
+                u.charged_duration,
+                u.send_ms,
+                u.done_ms,
+                id
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let handed_over = matches!(
+        u.gateway_state.as_deref(),
+        Some(gateway::SENDING | gateway::SUCCESS | gateway::FAIL)
+    );
+    if let (Some(session_id), true) = (session_id, handed_over) {
+        conn.prepare_cached("UPDATE sessions SET submitted = 1 WHERE id = ?1 AND submitted = 0")?
+            .execute([session_id])?;
+    }
+    Ok(())
+}
+
+fn verify(
+    conn: &Connection,
+    session_id: &str,
+    candidate_hash: &str,
+    now_ms: i64,
+) -> StoreResult<Option<(VerifyOutcome, Session)>> {
+    let Some(mut session) = load_session(conn, session_id)? else {
+        return Ok(None);
+    };
+    let matches = ct_eq_str(&session.code_hash, candidate_hash);
+    let outcome = decide_verify(&session.state(), now_ms, matches);
+    match outcome {
+        VerifyOutcome::Matched => {
+            // Consumed: the sealed code is no longer needed by anything.
+            conn.prepare_cached("UPDATE sessions SET status = 'verified', verified_ms = ?1, code_enc = NULL WHERE id = ?2")?
+                .execute(params![now_ms, session_id])?;
+            session.status = SessionStatus::Verified;
+            session.verified_ms = Some(now_ms);
+            session.code_enc = None;
+        }
+        VerifyOutcome::Wrong { locked_now } => {
+            conn.prepare_cached(
+                "UPDATE sessions SET wrong_attempts = wrong_attempts + 1, \
+                 status = CASE WHEN ?1 THEN 'locked' ELSE status END, \
+                 code_enc = CASE WHEN ?1 THEN NULL ELSE code_enc END WHERE id = ?2",
+            )?
+            .execute(params![locked_now, session_id])?;
+            session.wrong_attempts += 1;
+            if locked_now {
+                session.status = SessionStatus::Locked;
+                session.code_enc = None;
+            }
+        }
+        _ => {}
+    }
+    Ok(Some((outcome, session)))
+}
+
+fn migrate(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
+    )?;
+    for (version, sql) in MIGRATIONS {
+        let done: Option<i64> = conn
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if done.is_none() {
+            conn.execute_batch(sql)?;
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
+                params![version, chrono::Utc::now().timestamp_millis()],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
-        MIGRATOR.run(&self.writer).await?;
-        Ok(())
+        self.write(migrate).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
+        self.read(|c| {
+            Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())?)
+        })
+        .await
     }
 
     async fn insert_tenant(&self, t: &NewTenant) -> StoreResult<Tenant> {
-        let row = sqlx::query(
-            "INSERT INTO tenants (name, api_key, secret_enc, created_ms) VALUES (?, ?, ?, ?) RETURNING *",
-        )
-        .bind(&t.name)
-        .bind(&t.api_key)
-        .bind(&t.secret_enc)
-        .bind(t.created_ms)
-        .fetch_one(&self.writer)
+        let t = t.clone();
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "INSERT INTO tenants (name, api_key, secret_enc, created_ms) VALUES (?1, ?2, ?3, ?4) RETURNING *",
+            )?
+            .query_row(params![t.name, t.api_key, t.secret_enc, t.created_ms], tenant_from)?)
+        })
         .await
-        .map_err(conflict)?;
-        tenant_from(&row)
     }
 
     async fn tenant_by_key(&self, api_key: &str) -> StoreResult<Option<Tenant>> {
-        let row = sqlx::query("SELECT * FROM tenants WHERE api_key = ?")
-            .bind(api_key)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(tenant_from).transpose()
+        let key = api_key.to_string();
+        self.lookup(move |c| {
+            Ok(
+                c.prepare_cached("SELECT * FROM tenants WHERE api_key = ?1")?
+                    .query_row([key], tenant_from)
+                    .optional()?,
+            )
+        })
+        .await
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
-        let rows = sqlx::query("SELECT * FROM tenants ORDER BY id")
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(tenant_from).collect()
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT * FROM tenants ORDER BY id")?
+                .query_map([], tenant_from)?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
     async fn count_tenants(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
-            .fetch_one(&self.writer)
-            .await?)
+        self.write(|c| Ok(c.query_row("SELECT COUNT(*) FROM tenants", [], |r| r.get(0))?))
+            .await
     }
 
     async fn set_tenant_enabled(&self, api_key: &str, enabled: bool) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE tenants SET enabled = ? WHERE api_key = ?")
-            .bind(enabled as i64)
-            .bind(api_key)
-            .execute(&self.writer)
-            .await?;
-        Ok(r.rows_affected() == 1)
+        let key = api_key.to_string();
+        self.write(move |c| {
+            Ok(
+                c.prepare_cached("UPDATE tenants SET enabled = ?1 WHERE api_key = ?2")?
+                    .execute(params![enabled as i64, key])?
+                    == 1,
+            )
+        })
+        .await
     }
 
     async fn set_tenant_allow_ips(&self, api_key: &str, allow: &[String]) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE tenants SET allow_ips = ? WHERE api_key = ?")
-            .bind(allow.join(","))
-            .bind(api_key)
-            .execute(&self.writer)
-            .await?;
-        Ok(r.rows_affected() == 1)
+        let key = api_key.to_string();
+        let list = allow.join(",");
+        self.write(move |c| {
+            Ok(
+                c.prepare_cached("UPDATE tenants SET allow_ips = ?1 WHERE api_key = ?2")?
+                    .execute(params![list, key])?
+                    == 1,
+            )
+        })
+        .await
     }
 
     async fn insert_app(&self, a: &App) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO apps (app_id, tenant_id, name, code_expiry, total_limit, phone_limit, created_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&a.app_id)
-        .bind(a.tenant_id)
-        .bind(&a.name)
-        .bind(a.code_expiry)
-        .bind(to_json(&a.total_limit))
-        .bind(to_json(&a.phone_limit))
-        .bind(a.created_ms)
-        .execute(&self.writer)
+        let a = a.clone();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO apps (app_id, tenant_id, name, code_expiry, total_limit, phone_limit, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                a.app_id,
+                a.tenant_id,
+                a.name,
+                a.code_expiry,
+                to_json(&a.total_limit),
+                to_json(&a.phone_limit),
+                a.created_ms
+            ])?;
+            Ok(())
+        })
         .await
-        .map_err(conflict)?;
-        Ok(())
     }
 
     async fn update_app(&self, a: &App) -> StoreResult<()> {
-        sqlx::query("UPDATE apps SET name = ?, code_expiry = ?, total_limit = ?, phone_limit = ? WHERE app_id = ?")
-            .bind(&a.name)
-            .bind(a.code_expiry)
-            .bind(to_json(&a.total_limit))
-            .bind(to_json(&a.phone_limit))
-            .bind(&a.app_id)
-            .execute(&self.writer)
-            .await
-            .map_err(conflict)?;
-        Ok(())
+        let a = a.clone();
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE apps SET name = ?1, code_expiry = ?2, total_limit = ?3, phone_limit = ?4 WHERE app_id = ?5",
+            )?
+            .execute(params![
+                a.name,
+                a.code_expiry,
+                to_json(&a.total_limit),
+                to_json(&a.phone_limit),
+                a.app_id
+            ])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn get_app(&self, app_id: &str) -> StoreResult<Option<App>> {
-        let row = sqlx::query("SELECT * FROM apps WHERE app_id = ?")
-            .bind(app_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(app_from).transpose()
+        let id = app_id.to_string();
+        self.lookup(move |c| {
+            c.prepare_cached("SELECT * FROM apps WHERE app_id = ?1")?
+                .query_row([id], app_row)
+                .optional()?
+                .map(app_from)
+                .transpose()
+        })
+        .await
     }
 
     async fn insert_template(&self, t: &Template) -> StoreResult<i64> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO templates (tenant_id, app_id, name, text, code_type, code_length, speech_rate, language, \
-             max_duration, repeat_cnt, sender_id, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             RETURNING template_id",
-        )
-        .bind(t.tenant_id)
-        .bind(&t.app_id)
-        .bind(&t.name)
-        .bind(&t.text)
-        .bind(t.code_type)
-        .bind(t.code_length)
-        .bind(t.speech_rate)
-        .bind(&t.language)
-        .bind(t.max_duration)
-        .bind(t.repeat_cnt)
-        .bind(&t.sender_id)
-        .bind(t.created_ms)
-        .fetch_one(&self.writer)
+        let t = t.clone();
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "INSERT INTO templates (tenant_id, app_id, name, text, code_type, code_length, speech_rate, \
+                 language, max_duration, repeat_cnt, sender_id, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING template_id",
+            )?
+            .query_row(
+                params![
+                    t.tenant_id,
+                    t.app_id,
+                    t.name,
+                    t.text,
+                    t.code_type,
+                    t.code_length,
+                    t.speech_rate,
+                    t.language,
+                    t.max_duration,
+                    t.repeat_cnt,
+                    t.sender_id,
+                    t.created_ms
+                ],
+                |r| r.get(0),
+            )?)
+        })
         .await
-        .map_err(conflict)?;
-        Ok(id)
     }
 
     async fn update_template(&self, t: &Template) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE templates SET name = ?, text = ?, code_type = ?, code_length = ?, speech_rate = ?, language = ?, \
-             max_duration = ?, repeat_cnt = ?, sender_id = ? WHERE template_id = ?",
-        )
-        .bind(&t.name)
-        .bind(&t.text)
-        .bind(t.code_type)
-        .bind(t.code_length)
-        .bind(t.speech_rate)
-        .bind(&t.language)
-        .bind(t.max_duration)
-        .bind(t.repeat_cnt)
-        .bind(&t.sender_id)
-        .bind(t.template_id)
-        .execute(&self.writer)
+        let t = t.clone();
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE templates SET name = ?1, text = ?2, code_type = ?3, code_length = ?4, speech_rate = ?5, \
+                 language = ?6, max_duration = ?7, repeat_cnt = ?8, sender_id = ?9 WHERE template_id = ?10",
+            )?
+            .execute(params![
+                t.name,
+                t.text,
+                t.code_type,
+                t.code_length,
+                t.speech_rate,
+                t.language,
+                t.max_duration,
+                t.repeat_cnt,
+                t.sender_id,
+                t.template_id
+            ])?;
+            Ok(())
+        })
         .await
-        .map_err(conflict)?;
-        Ok(())
     }
 
     async fn get_template(&self, template_id: i64) -> StoreResult<Option<Template>> {
-        let row = sqlx::query("SELECT * FROM templates WHERE template_id = ?")
-            .bind(template_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(template_from).transpose()
+        self.lookup(move |c| {
+            Ok(
+                c.prepare_cached("SELECT * FROM templates WHERE template_id = ?1")?
+                    .query_row([template_id], template_from)
+                    .optional()?,
+            )
+        })
+        .await
     }
 
     async fn list_templates(&self, tenant_id: i64) -> StoreResult<Vec<Template>> {
-        let rows = sqlx::query("SELECT * FROM templates WHERE tenant_id = ? ORDER BY template_id")
-            .bind(tenant_id)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(template_from).collect()
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT * FROM templates WHERE tenant_id = ?1 ORDER BY template_id",
+            )?
+            .query_map([tenant_id], template_from)?
+            .collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
     async fn insert_flow(&self, f: &Flow) -> StoreResult<i64> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO flows (tenant_id, name, nodes, created_ms) VALUES (?, ?, ?, ?) RETURNING flow_id",
-        )
-        .bind(f.tenant_id)
-        .bind(&f.name)
-        .bind(to_json(&f.nodes))
-        .bind(f.created_ms)
-        .fetch_one(&self.writer)
+        let f = f.clone();
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "INSERT INTO flows (tenant_id, name, nodes, created_ms) VALUES (?1, ?2, ?3, ?4) RETURNING flow_id",
+            )?
+            .query_row(params![f.tenant_id, f.name, to_json(&f.nodes), f.created_ms], |r| r.get(0))?)
+        })
         .await
-        .map_err(conflict)?;
-        Ok(id)
     }
 
     async fn update_flow(&self, f: &Flow) -> StoreResult<()> {
-        sqlx::query("UPDATE flows SET name = ?, nodes = ? WHERE flow_id = ?")
-            .bind(&f.name)
-            .bind(to_json(&f.nodes))
-            .bind(f.flow_id)
-            .execute(&self.writer)
-            .await
-            .map_err(conflict)?;
-        Ok(())
+        let f = f.clone();
+        self.write(move |c| {
+            c.prepare_cached("UPDATE flows SET name = ?1, nodes = ?2 WHERE flow_id = ?3")?
+                .execute(params![f.name, to_json(&f.nodes), f.flow_id])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn get_flow(&self, flow_id: i64) -> StoreResult<Option<Flow>> {
-        let row = sqlx::query("SELECT * FROM flows WHERE flow_id = ?")
-            .bind(flow_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(flow_from).transpose()
+        self.lookup(move |c| {
+            c.prepare_cached("SELECT * FROM flows WHERE flow_id = ?1")?
+                .query_row([flow_id], flow_row)
+                .optional()?
+                .map(flow_from)
+                .transpose()
+        })
+        .await
     }
 
     async fn list_flows(&self, tenant_id: i64) -> StoreResult<Vec<Flow>> {
-        let rows = sqlx::query("SELECT * FROM flows WHERE tenant_id = ? ORDER BY flow_id")
-            .bind(tenant_id)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(flow_from).collect()
+        self.read(move |c| {
+            c.prepare_cached("SELECT * FROM flows WHERE tenant_id = ?1 ORDER BY flow_id")?
+                .query_map([tenant_id], flow_row)?
+                .map(|r| flow_from(r?))
+                .collect()
+        })
+        .await
     }
 
-    async fn create_send(&self, s: &NewSend) -> StoreResult<SendOutcome> {
-        let mut tx = self.begin().await?;
-        if let Some(order_id) = &s.order_id {
-            let existing: Option<String> = sqlx::query_scalar(
-                "SELECT verification_id FROM orders WHERE tenant_id = ? AND order_id = ?",
-            )
-            .bind(s.tenant_id)
-            .bind(order_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(verification_id) = existing {
-                return Ok(SendOutcome::DuplicateOrder { verification_id });
-            }
-        }
-        // A resend first checks that its session is still open, before it counts.
-        let (session_id, code_sealed, refresh) = match &s.target {
-            SendTarget::New(n) => (s.verification_id.clone(), n.code.sealed.clone(), false),
-            SendTarget::Resend { session_id, fresh } => {
-                let row = sqlx::query("SELECT * FROM sessions WHERE id = ?")
-                    .bind(session_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(session) = row.as_ref().map(session_from).transpose()? else {
-                    return Ok(SendOutcome::SessionMissing);
-                };
-                if session.status != SessionStatus::Pending {
-                    return Ok(SendOutcome::SessionClosed);
-                }
-                // The same code while it is valid; a fresh one once it has expired.
-                match session.code_enc {
-                    Some(sealed) if s.now_ms < session.expires_ms => (session.id, sealed, false),
-                    _ => (session.id, fresh.sealed.clone(), true),
-                }
-            }
-        };
-        if let Some(outcome) = check_and_count(&mut tx, s).await? {
-            return Ok(outcome);
-        }
-        match &s.target {
-            SendTarget::New(n) => {
-                sqlx::query(
-                    "INSERT INTO sessions (id, tenant_id, app_id, template_id, flow_id, phone, region, channel, \
-                     code_hash, code_enc, code_type, code_length, case_insensitive, status, expires_ms, created_ms, order_id) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                )
-                .bind(&session_id)
-                .bind(s.tenant_id)
-                .bind(&n.app_id)
-                .bind(n.template_id)
-                .bind(n.flow_id)
-                .bind(&n.phone)
-                .bind(&n.region)
-                .bind(&s.attempt.channel)
-                .bind(&n.code.hash)
-                .bind(&n.code.sealed)
-                .bind(n.code_type)
-                .bind(n.code_length)
-                .bind(n.case_insensitive as i64)
-                .bind(n.code.expires_ms)
-                .bind(s.now_ms)
-                .bind(&s.order_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(conflict)?;
-            }
-            SendTarget::Resend { fresh, .. } => {
-                if refresh {
-                    sqlx::query("UPDATE sessions SET code_hash = ?, code_enc = ?, expires_ms = ? WHERE id = ?")
-                        .bind(&fresh.hash)
-                        .bind(&fresh.sealed)
-                        .bind(fresh.expires_ms)
-                        .bind(&session_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-        }
-        sqlx::query(
-            "INSERT INTO verifications (verification_id, session_id, tenant_id, channel, kind, created_ms) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&s.verification_id)
-        .bind(&session_id)
-        .bind(s.tenant_id)
-        .bind(&s.attempt.channel)
-        .bind(s.kind)
-        .bind(s.now_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict)?;
-        if let Some(order_id) = &s.order_id {
-            sqlx::query(
-                "INSERT INTO orders (tenant_id, order_id, verification_id) VALUES (?, ?, ?)",
-            )
-            .bind(s.tenant_id)
-            .bind(order_id)
-            .bind(&s.verification_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict)?;
-        }
-        let attempt_id: i64 = sqlx::query_scalar(
-            "INSERT INTO attempts (session_id, verification_id, tenant_id, channel, route, provider, sender, \
-             gateway_state, report_state, mcc, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 'unknown', ?, ?) \
-             RETURNING id",
-        )
-        .bind(&session_id)
-        .bind(&s.verification_id)
-        .bind(s.tenant_id)
-        .bind(&s.attempt.channel)
-        .bind(&s.attempt.route)
-        .bind(&s.attempt.provider)
-        .bind(&s.attempt.sender)
-        .bind(s.attempt.mcc)
-        .bind(s.now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(SendOutcome::Created {
-            session_id,
-            attempt_id,
-            code_sealed,
-        })
+    async fn create_send(&self, send: &NewSend) -> StoreResult<SendOutcome> {
+        let send = send.clone();
+        self.write(move |c| create_send(c, &send)).await
     }
 
     async fn get_verification(&self, verification_id: &str) -> StoreResult<Option<Verification>> {
-        let row = sqlx::query("SELECT * FROM verifications WHERE verification_id = ?")
-            .bind(verification_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(verification_from).transpose()
+        let id = verification_id.to_string();
+        self.lookup(move |c| {
+            Ok(
+                c.prepare_cached("SELECT * FROM verifications WHERE verification_id = ?1")?
+                    .query_row([id], verification_from)
+                    .optional()?,
+            )
+        })
+        .await
     }
 
     async fn get_session(&self, session_id: &str) -> StoreResult<Option<Session>> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE id = ?")
-            .bind(session_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(session_from).transpose()
+        let id = session_id.to_string();
+        self.lookup(move |c| load_session(c, &id)).await
     }
 
     async fn session_by_order(
@@ -590,65 +959,36 @@ impl Store for SqliteStore {
         tenant_id: i64,
         order_id: &str,
     ) -> StoreResult<Option<Session>> {
-        let row = sqlx::query(
-            "SELECT s.* FROM orders o JOIN verifications v ON v.verification_id = o.verification_id \
-             JOIN sessions s ON s.id = v.session_id WHERE o.tenant_id = ? AND o.order_id = ?",
-        )
-        .bind(tenant_id)
-        .bind(order_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(session_from).transpose()
+        let order_id = order_id.to_string();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT s.* FROM orders o JOIN verifications v ON v.verification_id = o.verification_id \
+                 JOIN sessions s ON s.id = v.session_id WHERE o.tenant_id = ?1 AND o.order_id = ?2",
+            )?
+            .query_row(params![tenant_id, order_id], session_row)
+            .optional()?
+            .map(session_from)
+            .transpose()
+        })
+        .await
     }
 
     async fn attempts_for_session(&self, session_id: &str) -> StoreResult<Vec<Attempt>> {
-        let rows = sqlx::query("SELECT * FROM attempts WHERE session_id = ? ORDER BY id")
-            .bind(session_id)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(attempt_from).collect()
+        let id = session_id.to_string();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT * FROM attempts WHERE session_id = ?1 ORDER BY id")?
+                    .query_map([id], attempt_from)?
+                    .collect::<Result<_, _>>()?,
+            )
+        })
+        .await
     }
 
-    async fn update_attempt(&self, id: i64, u: &AttemptUpdate) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        let session_id: Option<String> = sqlx::query_scalar(
-            "UPDATE attempts SET gateway_state = COALESCE(?, gateway_state), report_state = COALESCE(?, report_state), \
-             reason = COALESCE(?, reason), provider_message_id = COALESCE(?, provider_message_id), \
-             encoding = COALESCE(?, encoding), segments = COALESCE(?, segments), mnc = COALESCE(?, mnc), \
-             price_micros = COALESCE(?, price_micros), rate_micros = COALESCE(?, rate_micros), \
-             bill_period = COALESCE(?, bill_period), call_duration = COALESCE(?, call_duration), \
-             charged_duration = COALESCE(?, charged_duration), send_ms = COALESCE(?, send_ms), \
-             done_ms = COALESCE(?, done_ms) WHERE id = ? RETURNING session_id",
-        )
-        .bind(&u.gateway_state)
-        .bind(&u.report_state)
-        .bind(&u.reason)
-        .bind(&u.provider_message_id)
-        .bind(&u.encoding)
-        .bind(u.segments)
-        .bind(u.mnc)
-        .bind(u.price_micros)
-        .bind(u.rate_micros)
-        .bind(&u.bill_period)
-        .bind(u.call_duration)
-        .bind(u.charged_duration)
-        .bind(u.send_ms)
-        .bind(u.done_ms)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let handed_over = matches!(
-            u.gateway_state.as_deref(),
-            Some(gateway::SENDING | gateway::SUCCESS | gateway::FAIL)
-        );
-        if let (Some(session_id), true) = (session_id, handed_over) {
-            sqlx::query("UPDATE sessions SET submitted = 1 WHERE id = ? AND submitted = 0")
-                .bind(session_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+    async fn update_attempt(&self, attempt_id: i64, update: &AttemptUpdate) -> StoreResult<()> {
+        let update = update.clone();
+        self.write(move |c| update_attempt(c, attempt_id, &update))
+            .await
     }
 
     async fn verify(
@@ -657,120 +997,152 @@ impl Store for SqliteStore {
         candidate_hash: &str,
         now_ms: i64,
     ) -> StoreResult<Option<(VerifyOutcome, Session)>> {
-        let mut tx = self.begin().await?;
-        let row = sqlx::query("SELECT * FROM sessions WHERE id = ?")
-            .bind(session_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(mut session) = row.as_ref().map(session_from).transpose()? else {
-            return Ok(None);
-        };
-        let matches = ct_eq_str(&session.code_hash, candidate_hash);
-        let outcome = decide_verify(&session.state(), now_ms, matches);
-        match outcome {
-            VerifyOutcome::Matched => {
-                // Consumed: the sealed code is no longer needed by anything.
-                sqlx::query("UPDATE sessions SET status = 'verified', verified_ms = ?, code_enc = NULL WHERE id = ?")
-                    .bind(now_ms)
-                    .bind(session_id)
-                    .execute(&mut *tx)
-                    .await?;
-                session.status = SessionStatus::Verified;
-                session.verified_ms = Some(now_ms);
-                session.code_enc = None;
-            }
-            VerifyOutcome::Wrong { locked_now } => {
-                let status = if locked_now { "locked" } else { "pending" };
-                sqlx::query(
-                    "UPDATE sessions SET wrong_attempts = wrong_attempts + 1, status = ?, \
-                     code_enc = CASE WHEN ? = 'locked' THEN NULL ELSE code_enc END WHERE id = ?",
-                )
-                .bind(status)
-                .bind(status)
-                .bind(session_id)
-                .execute(&mut *tx)
-                .await?;
-                session.wrong_attempts += 1;
-                if locked_now {
-                    session.status = SessionStatus::Locked;
-                    session.code_enc = None;
-                }
-            }
-            _ => {}
-        }
-        tx.commit().await?;
-        Ok(Some((outcome, session)))
+        let (id, hash) = (session_id.to_string(), candidate_hash.to_string());
+        self.write(move |c| verify(c, &id, &hash, now_ms)).await
     }
 
     async fn upsert_backfill_rate(&self, r: &BackfillRate) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO backfill_rates (tenant_id, app_id, mcc, backfill_number, backfill_base, rate_bp, callback_ms, received_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app_id, mcc) DO UPDATE SET \
-             backfill_number = excluded.backfill_number, backfill_base = excluded.backfill_base, \
-             rate_bp = excluded.rate_bp, callback_ms = excluded.callback_ms, received_ms = excluded.received_ms",
-        )
-        .bind(r.tenant_id)
-        .bind(&r.app_id)
-        .bind(r.mcc)
-        .bind(r.backfill_number)
-        .bind(r.backfill_base)
-        .bind(r.rate_bp)
-        .bind(r.callback_ms)
-        .bind(r.received_ms)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let r = r.clone();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO backfill_rates (tenant_id, app_id, mcc, backfill_number, backfill_base, rate_bp, \
+                 callback_ms, received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (app_id, mcc) DO UPDATE SET \
+                 backfill_number = excluded.backfill_number, backfill_base = excluded.backfill_base, \
+                 rate_bp = excluded.rate_bp, callback_ms = excluded.callback_ms, received_ms = excluded.received_ms",
+            )?
+            .execute(params![
+                r.tenant_id,
+                r.app_id,
+                r.mcc,
+                r.backfill_number,
+                r.backfill_base,
+                r.rate_bp,
+                r.callback_ms,
+                r.received_ms
+            ])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn record_postback(&self, p: &Postback) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO postbacks (verification_id, tenant_id, app_id, number, backfill_ms, received_ms) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (verification_id) DO UPDATE SET \
-             number = excluded.number, backfill_ms = excluded.backfill_ms, received_ms = excluded.received_ms",
-        )
-        .bind(&p.verification_id)
-        .bind(p.tenant_id)
-        .bind(&p.app_id)
-        .bind(&p.number)
-        .bind(p.backfill_ms)
-        .bind(p.received_ms)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let p = p.clone();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO postbacks (verification_id, tenant_id, app_id, number, backfill_ms, received_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (verification_id) DO UPDATE SET \
+                 number = excluded.number, backfill_ms = excluded.backfill_ms, received_ms = excluded.received_ms",
+            )?
+            .execute(params![p.verification_id, p.tenant_id, p.app_id, p.number, p.backfill_ms, p.received_ms])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn insert_outbox(&self, e: &OutboxEntry) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO console_outbox (at_ms, channel, to_number, sender, text, verification_id) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.at_ms)
-        .bind(&e.channel)
-        .bind(&e.to)
-        .bind(&e.sender)
-        .bind(&e.text)
-        .bind(&e.verification_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let e = e.clone();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO console_outbox (at_ms, channel, to_number, sender, text, verification_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![e.at_ms, e.channel, e.to, e.sender, e.text, e.verification_id])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn list_outbox(&self, limit: i64) -> StoreResult<Vec<OutboxEntry>> {
-        let rows = sqlx::query("SELECT * FROM console_outbox ORDER BY id DESC LIMIT ?")
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxEntry {
-                    id: r.try_get("id")?,
-                    at_ms: r.try_get("at_ms")?,
-                    channel: r.try_get("channel")?,
-                    to: r.try_get("to_number")?,
-                    sender: r.try_get("sender")?,
-                    text: r.try_get("text")?,
-                    verification_id: r.try_get("verification_id")?,
-                })
-            })
-            .collect()
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT * FROM console_outbox ORDER BY id DESC LIMIT ?1")?
+                    .query_map([limit], |r| {
+                        Ok(OutboxEntry {
+                            id: r.get("id")?,
+                            at_ms: r.get("at_ms")?,
+                            channel: r.get("channel")?,
+                            to: r.get("to_number")?,
+                            sender: r.get("sender")?,
+                            text: r.get("text")?,
+                            verification_id: r.get("verification_id")?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?,
+            )
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::limits::LimitSetting;
+
+    async fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let s = SqliteStore::connect(&url).await.unwrap();
+        s.migrate().await.unwrap();
+        (s, dir)
+    }
+
+    fn app(id: &str, name: &str) -> App {
+        App {
+            app_id: id.into(),
+            tenant_id: 1,
+            name: name.into(),
+            code_expiry: 5,
+            total_limit: LimitSetting::default(),
+            phone_limit: LimitSetting::default(),
+            created_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_does_not_undo_the_rest_of_its_group() {
+        let (s, _dir) = store().await;
+        s.insert_tenant(&NewTenant {
+            name: "t".into(),
+            api_key: "k".into(),
+            secret_enc: "x".into(),
+            created_ms: 0,
+        })
+        .await
+        .unwrap();
+        // Queued together, so they share commits: every other name is a duplicate.
+        let results = futures::future::join_all((0..40).map(|i| {
+            let a = app(&format!("app{i:05}"), &format!("name{}", i / 2));
+            let s = &s;
+            async move { s.insert_app(&a).await }
+        }))
+        .await;
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        let conflicts = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::Conflict(_))))
+            .count();
+        assert_eq!((ok, conflicts), (20, 20));
+        for i in 0..40 {
+            let found = s.get_app(&format!("app{i:05}")).await.unwrap();
+            assert_eq!(found.is_some(), results[i].is_ok(), "app {i}");
+        }
+    }
+
+    #[tokio::test]
+    async fn migrations_are_idempotent_and_reopen_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        {
+            let s = SqliteStore::connect(&url).await.unwrap();
+            s.migrate().await.unwrap();
+            s.migrate().await.unwrap();
+            s.insert_app(&app("a1", "one")).await.unwrap_err(); // no tenant 1: foreign key
+        }
+        let s = SqliteStore::connect(&url).await.unwrap();
+        s.migrate().await.unwrap();
+        assert_eq!(s.count_tenants().await.unwrap(), 0);
+        let missing = SqliteStore::connect("sqlite:///nonexistent-dir/x.db").await;
+        assert!(matches!(missing, Err(StoreError::Db(m)) if m.contains("does not exist")));
     }
 }
