@@ -1123,9 +1123,9 @@ mod tests {
             .filter(|r| matches!(r, Err(StoreError::Conflict(_))))
             .count();
         assert_eq!((ok, conflicts), (20, 20));
-        for i in 0..40 {
+        for (i, result) in results.iter().enumerate() {
             let found = s.get_app(&format!("app{i:05}")).await.unwrap();
-            assert_eq!(found.is_some(), results[i].is_ok(), "app {i}");
+            assert_eq!(found.is_some(), result.is_ok(), "app {i}");
         }
     }
 
