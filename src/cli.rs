@@ -97,9 +97,10 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, Validated)> {
 
 fn init_logs(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OTPGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if cfg.log_format == "json" {
         let _ = builder.json().flatten_event(true).try_init();
@@ -169,7 +170,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn config_check(cli: &Cli) -> anyhow::Result<()> {
     let cfg = Config::load(cli.config.as_deref()).context("reading configuration")?;
-    match cfg.validate() {
+    // A check writes nothing: a missing development key file is only reported.
+    match cfg.validate_with(false) {
         Ok(v) => {
             println!("configuration is valid");
             println!("  mode            {:?}", cfg.mode);

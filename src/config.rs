@@ -135,8 +135,15 @@ impl Config {
         fig.merge(env).extract().map_err(Box::new)
     }
 
-    /// Checks everything, returning every problem found (not only the first).
+    /// Checks everything, returning every problem found (not only the first). In development
+    /// without a master key, the key file next to the database is created if missing.
     pub fn validate(&self) -> Result<Validated, Vec<String>> {
+        self.validate_with(true)
+    }
+
+    /// As [`Config::validate`]; with `create_key_file` false nothing is written (for
+    /// `config check`), and a missing development key is reported as one to be created.
+    pub fn validate_with(&self, create_key_file: bool) -> Result<Validated, Vec<String>> {
         let mut problems = Vec::new();
         let listen = match self.listen.parse::<SocketAddr>() {
             Ok(a) => Some(a),
@@ -230,13 +237,15 @@ impl Config {
                 );
                 None
             }
-            (None, Mode::Development) => match development_master_key(&self.database_url) {
-                Ok(pair) => Some(pair),
-                Err(e) => {
-                    problems.push(format!("development master key: {e}"));
-                    None
+            (None, Mode::Development) => {
+                match development_master_key(&self.database_url, create_key_file) {
+                    Ok(pair) => Some(pair),
+                    Err(e) => {
+                        problems.push(format!("development master key: {e}"));
+                        None
+                    }
                 }
-            },
+            }
         };
         match (listen, offset, master, problems.is_empty()) {
             (Some(listen), Some(offset), Some((master_key, master_key_source)), true) => {
@@ -277,7 +286,7 @@ pub fn parse_offset(s: &str) -> Option<chrono::FixedOffset> {
 /// In development without a configured key, a random key is kept in a file next to the
 /// database (`<database>.master-key`, mode 0600), so restarts can still read stored secrets.
 /// In-memory databases get a throwaway key.
-fn development_master_key(database_url: &str) -> Result<(MasterKey, String), String> {
+fn development_master_key(database_url: &str, create: bool) -> Result<(MasterKey, String), String> {
     let Some(path) = sqlite_path(database_url) else {
         return Ok((
             MasterKey::generate().0,
@@ -291,6 +300,15 @@ fn development_master_key(database_url: &str) -> Result<(MasterKey, String), Str
         return Ok((key, format!("development key file {}", key_path.display())));
     }
     let (key, encoded) = MasterKey::generate();
+    if !create {
+        return Ok((
+            key,
+            format!(
+                "development key file {} (created on the first start)",
+                key_path.display()
+            ),
+        ));
+    }
     write_private(&key_path, &encoded)
         .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
     Ok((

@@ -323,6 +323,36 @@ fn config_check_explains_the_default_development_configuration() {
 }
 
 #[test]
+fn config_check_writes_nothing_and_serve_creates_the_development_key() {
+    let sb = Sandbox::new();
+    let key_file = sb.path().join("x.db.master-key");
+    let r = Ran::from(
+        sb.cmd(&["config", "check"])
+            .env_remove("OTPGATE_MASTER_KEY")
+            .output()
+            .expect("runs"),
+    );
+    assert!(r.status.success(), "{r}");
+    assert!(r.stdout.contains("created on the first start"), "{r}");
+    assert!(
+        !key_file.exists(),
+        "config check must not write the key file"
+    );
+    assert!(!sb.path().join("x.db").exists(), "nor the database");
+    let r = Ran::from(
+        sb.cmd(&["migrate"])
+            .env_remove("OTPGATE_MASTER_KEY")
+            .output()
+            .expect("runs"),
+    );
+    assert!(r.status.success(), "{r}");
+    assert!(
+        key_file.exists(),
+        "a real start creates the development key"
+    );
+}
+
+#[test]
 fn config_check_refuses_production_without_key_and_with_console() {
     let sb = Sandbox::new();
     let r = Ran::from(
