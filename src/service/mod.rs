@@ -76,6 +76,7 @@ pub struct Service {
     pub clock: SharedClock,
     pub keys: Arc<Keys>,
     pub routing: Arc<Routing>,
+    secrets: Arc<tenants::SecretCache>,
 }
 
 impl Service {
@@ -90,6 +91,7 @@ impl Service {
             clock,
             keys,
             routing,
+            secrets: Arc::default(),
         }
     }
 

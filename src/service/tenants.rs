@@ -9,6 +9,36 @@ use super::{Service, ServiceError, ServiceResult};
 use crate::domain::ids::random_alnum;
 use crate::store::{NewTenant, Tenant};
 
+/// Unsealed API secrets keyed by their sealed form (bounded; cleared when full).
+#[derive(Default)]
+pub struct SecretCache(std::sync::RwLock<std::collections::HashMap<String, String>>);
+
+impl std::fmt::Debug for SecretCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretCache(***)")
+    }
+}
+
+const SECRET_CACHE_MAX: usize = 10_000;
+
+impl SecretCache {
+    fn get(&self, sealed: &str) -> Option<String> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sealed)
+            .cloned()
+    }
+
+    fn put(&self, sealed: &str, secret: &str) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= SECRET_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(sealed.to_string(), secret.to_string());
+    }
+}
+
 /// A new tenant with its secret in the clear, shown once.
 #[derive(Debug)]
 pub struct CreatedTenant {
@@ -77,11 +107,21 @@ impl Service {
     }
 
     /// The tenant's API secret, unsealed to check a signature.
+    ///
+    /// Unsealed secrets are kept in memory keyed by their sealed form, which never changes
+    /// for a given secret: the tenant row itself (enabled, allow-list) is still read on every
+    /// request, so `tenant disable` applies at once.
     pub fn tenant_secret(&self, tenant: &Tenant) -> ServiceResult<String> {
-        self.keys
+        if let Some(s) = self.secrets.get(&tenant.secret_enc) {
+            return Ok(s);
+        }
+        let secret = self
+            .keys
             .open(&tenant.secret_enc, &secret_context(&tenant.api_key))
             .with_context(|| format!("unsealing the API secret of tenant {}", tenant.id))
-            .map_err(ServiceError::Internal)
+            .map_err(ServiceError::Internal)?;
+        self.secrets.put(&tenant.secret_enc, &secret);
+        Ok(secret)
     }
 
     pub async fn list_tenants(&self) -> ServiceResult<Vec<Tenant>> {

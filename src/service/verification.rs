@@ -49,6 +49,8 @@ pub struct VerifyResult {
 #[derive(Debug, Clone)]
 pub struct RecordView {
     pub verification_id: String,
+    /// Channel of the verification id asked about (of the first send, for an orderId).
+    pub channel: String,
     pub session: Session,
     pub flow_id: Option<i64>,
     pub attempts: Vec<Attempt>,
@@ -367,21 +369,10 @@ impl Service {
         tenant_id: i64,
         verification_id: &str,
     ) -> ServiceResult<(crate::store::Verification, Session)> {
-        let v = match self.store.get_verification(verification_id).await? {
-            Some(v) if v.tenant_id == tenant_id => v,
-            _ => return Err(ServiceError::NotFound("verification")),
-        };
-        let s = self
-            .store
-            .get_session(&v.session_id)
-            .await?
-            .ok_or_else(|| {
-                ServiceError::Internal(anyhow::anyhow!(
-                    "verification {} has no session",
-                    v.verification_id
-                ))
-            })?;
-        Ok((v, s))
+        match self.store.verification_session(verification_id).await? {
+            Some((v, s)) if v.tenant_id == tenant_id => Ok((v, s)),
+            _ => Err(ServiceError::NotFound("verification")),
+        }
     }
 
     /// `verification/verify`.
@@ -394,7 +385,7 @@ impl Service {
         if !char_len_between(code, 1, 10) {
             return Err(ServiceError::invalid("code", "must be 1-10 characters"));
         }
-        let v = match self.store.get_verification(verification_id).await? {
+        let (v, session) = match self.store.verification_session(verification_id).await? {
             None => {
                 return Ok(VerifyResult {
                     verification_id: verification_id.to_string(),
@@ -403,20 +394,11 @@ impl Service {
                     matched: 3,
                 });
             }
-            Some(v) if v.tenant_id != tenant_id => {
+            Some((v, _)) if v.tenant_id != tenant_id => {
                 return Err(ServiceError::NotFound("verification"));
             }
-            Some(v) => v,
+            Some(found) => found,
         };
-        let session = self
-            .store
-            .get_session(&v.session_id)
-            .await?
-            .ok_or_else(|| {
-                ServiceError::Internal(anyhow::anyhow!(
-                    "verification {verification_id} has no session"
-                ))
-            })?;
         let candidate = self.keys.code_hash(
             &session.id,
             &code::normalize_input(code, session.case_insensitive),
@@ -456,6 +438,7 @@ impl Service {
         let attempts = self.store.attempts_for_session(&session.id).await?;
         Ok(RecordView {
             verification_id: v.verification_id,
+            channel: v.channel,
             flow_id: session.flow_id,
             session,
             attempts,
@@ -479,6 +462,7 @@ impl Service {
         let attempts = self.store.attempts_for_session(&session.id).await?;
         Ok(RecordView {
             verification_id: session.id.clone(),
+            channel: session.channel.clone(),
             flow_id: session.flow_id,
             session,
             attempts,

@@ -67,6 +67,11 @@ pub trait Store: Send + Sync + 'static {
     async fn create_send(&self, send: &NewSend) -> StoreResult<SendOutcome>;
     async fn get_verification(&self, verification_id: &str) -> StoreResult<Option<Verification>>;
     async fn get_session(&self, session_id: &str) -> StoreResult<Option<Session>>;
+    /// A verification id with its session, in one read.
+    async fn verification_session(
+        &self,
+        verification_id: &str,
+    ) -> StoreResult<Option<(Verification, Session)>>;
     async fn session_by_order(
         &self,
         tenant_id: i64,

@@ -67,6 +67,11 @@ where
 
 type BoxedJob = Box<dyn WriteJob>;
 
+/// Runs one transaction-control statement, prepared once per connection.
+fn control(conn: &Connection, sql: &'static str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<BoxedJob>) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -76,7 +81,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<BoxedJob>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
             let msg = e.to_string();
             for job in group {
                 job.finish(Some(&msg));
@@ -84,21 +89,44 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<BoxedJob>) {
             continue;
         }
         for job in group.iter_mut() {
-            let _ = conn.execute_batch("SAVEPOINT job");
-            let ok = job.run(&conn);
-            let end = if ok {
-                "RELEASE job"
-            } else {
-                "ROLLBACK TO job; RELEASE job"
-            };
-            let _ = conn.execute_batch(end);
+            let _ = control(&conn, "SAVEPOINT job");
+            if !job.run(&conn) {
+                let _ = control(&conn, "ROLLBACK TO job");
+            }
+            let _ = control(&conn, "RELEASE job");
         }
-        let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
+        let commit_error = control(&conn, "COMMIT").err().map(|e| {
             let _ = conn.execute_batch("ROLLBACK");
             e.to_string()
         });
         for job in group {
             job.finish(commit_error.as_deref());
+        }
+    }
+}
+
+/// WAL pages past which the checkpointer restarts the log instead of only copying it back.
+const CHECKPOINT_RESTART_PAGES: i64 = 4000;
+
+/// Checkpoints the WAL from its own connection every half second, so the writer never pays
+/// for it (the copy into the database and its fsync). `PASSIVE` never blocks the writer or
+/// readers. The thread ends when the store is dropped.
+fn checkpoint_loop(path: PathBuf, stop: mpsc::Receiver<()>) {
+    let Ok(conn) = Connection::open(&path) else {
+        return;
+    };
+    let _ = conn.busy_timeout(Duration::from_secs(1));
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(500)) {
+        // (busy, pages in the WAL, pages checkpointed)
+        let state: rusqlite::Result<(i64, i64, i64)> =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            });
+        if let Ok((_, wal, _)) = state
+            && wal > CHECKPOINT_RESTART_PAGES
+        {
+            // Under constant load the WAL only grows: restart it once readers allow.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
         }
     }
 }
@@ -120,6 +148,8 @@ impl Readers {
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 conn.busy_timeout(Duration::from_secs(10))?;
+                // Pages come from the mapped file instead of a read() per cache miss.
+                conn.execute_batch("PRAGMA mmap_size = 268435456;")?;
                 conn.set_prepared_statement_cache_capacity(64);
                 Ok(conn)
             }
@@ -136,6 +166,8 @@ impl Readers {
 
 pub struct SqliteStore {
     jobs: mpsc::Sender<BoxedJob>,
+    /// Dropping the store stops the checkpoint thread.
+    _checkpointer: Option<mpsc::Sender<()>>,
     /// `None` for an in-memory database, whose reads go through the writer.
     readers: Option<Arc<Readers>>,
 }
@@ -161,6 +193,10 @@ fn open_writer(path: Option<&PathBuf>) -> StoreResult<Connection> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
     )?;
+    if path.is_some() {
+        // The checkpoint thread does it (see `checkpoint_loop`).
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+    }
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
@@ -194,8 +230,23 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx))
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
+        let checkpointer = match &path {
+            Some(p) => {
+                let (stop, stopped) = mpsc::channel();
+                let p = p.clone();
+                std::thread::Builder::new()
+                    .name("sqlite-checkpoint".into())
+                    .spawn(move || checkpoint_loop(p, stopped))
+                    .map_err(|e| {
+                        StoreError::Db(format!("cannot start the checkpoint thread: {e}"))
+                    })?;
+                Some(stop)
+            }
+            None => None,
+        };
         Ok(Self {
             jobs: tx,
+            _checkpointer: checkpointer,
             readers: path.map(|path| {
                 Arc::new(Readers {
                     path,
@@ -271,20 +322,39 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| unreachable!("plain data serializes"))
 }
 
+/// The tenant columns in the order [`tenant_from`] reads them.
+macro_rules! tenant_cols {
+    () => {
+        "id, name, api_key, secret_enc, enabled, allow_ips, created_ms"
+    };
+}
+
+fn tenant_by_key_sql() -> &'static str {
+    concat!(
+        "SELECT ",
+        tenant_cols!(),
+        " FROM tenants WHERE api_key = ?1"
+    )
+}
+
+fn tenants_sql() -> &'static str {
+    concat!("SELECT ", tenant_cols!(), " FROM tenants ORDER BY id")
+}
+
 fn tenant_from(r: &Row) -> rusqlite::Result<Tenant> {
-    let allow: String = r.get("allow_ips")?;
+    let allow: String = r.get(5)?;
     Ok(Tenant {
-        id: r.get("id")?,
-        name: r.get("name")?,
-        api_key: r.get("api_key")?,
-        secret_enc: r.get("secret_enc")?,
-        enabled: r.get::<_, i64>("enabled")? != 0,
+        id: r.get(0)?,
+        name: r.get(1)?,
+        api_key: r.get(2)?,
+        secret_enc: r.get(3)?,
+        enabled: r.get::<_, i64>(4)? != 0,
         allow_ips: allow
             .split(',')
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect(),
-        created_ms: r.get("created_ms")?,
+        created_ms: r.get(6)?,
     })
 }
 
@@ -349,32 +419,86 @@ fn flow_from((mut flow, nodes): (Flow, String)) -> StoreResult<Flow> {
     Ok(flow)
 }
 
-fn session_row(r: &Row) -> rusqlite::Result<(Session, String)> {
+/// The session columns in the order [`session_row`] reads them (by index: reading by name
+/// scans every column name for every field).
+macro_rules! session_cols {
+    ($p:literal) => {
+        concat!(
+            $p,
+            "id, ",
+            $p,
+            "tenant_id, ",
+            $p,
+            "app_id, ",
+            $p,
+            "template_id, ",
+            $p,
+            "flow_id, ",
+            $p,
+            "phone, ",
+            $p,
+            "region, ",
+            $p,
+            "channel, ",
+            $p,
+            "code_hash, ",
+            $p,
+            "code_enc, ",
+            $p,
+            "code_type, ",
+            $p,
+            "code_length, ",
+            $p,
+            "case_insensitive, ",
+            $p,
+            "status, ",
+            $p,
+            "wrong_attempts, ",
+            $p,
+            "submitted, ",
+            $p,
+            "expires_ms, ",
+            $p,
+            "created_ms, ",
+            $p,
+            "verified_ms, ",
+            $p,
+            "order_id"
+        )
+    };
+}
+
+/// Reads a session whose columns start at `at`, in [`session_cols`] order.
+fn session_at(r: &Row, at: usize) -> rusqlite::Result<(Session, String)> {
     Ok((
         Session {
-            id: r.get("id")?,
-            tenant_id: r.get("tenant_id")?,
-            app_id: r.get("app_id")?,
-            template_id: r.get("template_id")?,
-            flow_id: r.get("flow_id")?,
-            phone: r.get("phone")?,
-            region: r.get("region")?,
-            channel: r.get("channel")?,
-            code_hash: r.get("code_hash")?,
-            code_enc: r.get("code_enc")?,
-            code_type: r.get("code_type")?,
-            code_length: r.get("code_length")?,
-            case_insensitive: r.get::<_, i64>("case_insensitive")? != 0,
+            id: r.get(at)?,
+            tenant_id: r.get(at + 1)?,
+            app_id: r.get(at + 2)?,
+            template_id: r.get(at + 3)?,
+            flow_id: r.get(at + 4)?,
+            phone: r.get(at + 5)?,
+            region: r.get(at + 6)?,
+            channel: r.get(at + 7)?,
+            code_hash: r.get(at + 8)?,
+            code_enc: r.get(at + 9)?,
+            code_type: r.get(at + 10)?,
+            code_length: r.get(at + 11)?,
+            case_insensitive: r.get::<_, i64>(at + 12)? != 0,
             status: SessionStatus::Pending,
-            wrong_attempts: r.get("wrong_attempts")?,
-            submitted: r.get::<_, i64>("submitted")? != 0,
-            expires_ms: r.get("expires_ms")?,
-            created_ms: r.get("created_ms")?,
-            verified_ms: r.get("verified_ms")?,
-            order_id: r.get("order_id")?,
+            wrong_attempts: r.get(at + 14)?,
+            submitted: r.get::<_, i64>(at + 15)? != 0,
+            expires_ms: r.get(at + 16)?,
+            created_ms: r.get(at + 17)?,
+            verified_ms: r.get(at + 18)?,
+            order_id: r.get(at + 19)?,
         },
-        r.get("status")?,
+        r.get(at + 13)?,
     ))
+}
+
+fn session_row(r: &Row) -> rusqlite::Result<(Session, String)> {
+    session_at(r, 0)
 }
 
 fn session_from((mut s, status): (Session, String)) -> StoreResult<Session> {
@@ -384,21 +508,45 @@ fn session_from((mut s, status): (Session, String)) -> StoreResult<Session> {
 }
 
 fn load_session(conn: &Connection, id: &str) -> StoreResult<Option<Session>> {
-    conn.prepare_cached("SELECT * FROM sessions WHERE id = ?1")?
-        .query_row([id], session_row)
-        .optional()?
-        .map(session_from)
-        .transpose()
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        session_cols!(""),
+        " FROM sessions WHERE id = ?1"
+    ))?
+    .query_row([id], session_row)
+    .optional()?
+    .map(session_from)
+    .transpose()
+}
+
+/// The verification columns in the order [`verification_from`] reads them.
+macro_rules! verification_cols {
+    ($p:literal) => {
+        concat!(
+            $p,
+            "verification_id, ",
+            $p,
+            "session_id, ",
+            $p,
+            "tenant_id, ",
+            $p,
+            "channel, ",
+            $p,
+            "kind, ",
+            $p,
+            "created_ms"
+        )
+    };
 }
 
 fn verification_from(r: &Row) -> rusqlite::Result<Verification> {
     Ok(Verification {
-        verification_id: r.get("verification_id")?,
-        session_id: r.get("session_id")?,
-        tenant_id: r.get("tenant_id")?,
-        channel: r.get("channel")?,
-        kind: r.get("kind")?,
-        created_ms: r.get("created_ms")?,
+        verification_id: r.get(0)?,
+        session_id: r.get(1)?,
+        tenant_id: r.get(2)?,
+        channel: r.get(3)?,
+        kind: r.get(4)?,
+        created_ms: r.get(5)?,
     })
 }
 
@@ -706,7 +854,7 @@ impl Store for SqliteStore {
         let t = t.clone();
         self.write(move |c| {
             Ok(c.prepare_cached(
-                "INSERT INTO tenants (name, api_key, secret_enc, created_ms) VALUES (?1, ?2, ?3, ?4) RETURNING *",
+                "INSERT INTO tenants (name, api_key, secret_enc, created_ms) VALUES (?1, ?2, ?3, ?4) RETURNING id, name, api_key, secret_enc, enabled, allow_ips, created_ms",
             )?
             .query_row(params![t.name, t.api_key, t.secret_enc, t.created_ms], tenant_from)?)
         })
@@ -716,18 +864,16 @@ impl Store for SqliteStore {
     async fn tenant_by_key(&self, api_key: &str) -> StoreResult<Option<Tenant>> {
         let key = api_key.to_string();
         self.lookup(move |c| {
-            Ok(
-                c.prepare_cached("SELECT * FROM tenants WHERE api_key = ?1")?
-                    .query_row([key], tenant_from)
-                    .optional()?,
-            )
+            Ok(c.prepare_cached(tenant_by_key_sql())?
+                .query_row([key], tenant_from)
+                .optional()?)
         })
         .await
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
         self.read(|c| {
-            Ok(c.prepare_cached("SELECT * FROM tenants ORDER BY id")?
+            Ok(c.prepare_cached(tenants_sql())?
                 .query_map([], tenant_from)?
                 .collect::<Result<_, _>>()?)
         })
@@ -940,11 +1086,13 @@ impl Store for SqliteStore {
     async fn get_verification(&self, verification_id: &str) -> StoreResult<Option<Verification>> {
         let id = verification_id.to_string();
         self.lookup(move |c| {
-            Ok(
-                c.prepare_cached("SELECT * FROM verifications WHERE verification_id = ?1")?
-                    .query_row([id], verification_from)
-                    .optional()?,
-            )
+            Ok(c.prepare_cached(concat!(
+                "SELECT ",
+                verification_cols!(""),
+                " FROM verifications WHERE verification_id = ?1"
+            ))?
+            .query_row([id], verification_from)
+            .optional()?)
         })
         .await
     }
@@ -952,6 +1100,27 @@ impl Store for SqliteStore {
     async fn get_session(&self, session_id: &str) -> StoreResult<Option<Session>> {
         let id = session_id.to_string();
         self.lookup(move |c| load_session(c, &id)).await
+    }
+
+    async fn verification_session(
+        &self,
+        verification_id: &str,
+    ) -> StoreResult<Option<(Verification, Session)>> {
+        let id = verification_id.to_string();
+        self.lookup(move |c| {
+            c.prepare_cached(concat!(
+                "SELECT ",
+                verification_cols!("v."),
+                ", ",
+                session_cols!("s."),
+                " FROM verifications v JOIN sessions s ON s.id = v.session_id WHERE v.verification_id = ?1"
+            ))?
+            .query_row([id], |r| Ok((verification_from(r)?, session_at(r, 6)?)))
+            .optional()?
+            .map(|(v, s)| Ok((v, session_from(s)?)))
+            .transpose()
+        })
+        .await
     }
 
     async fn session_by_order(
@@ -962,8 +1131,12 @@ impl Store for SqliteStore {
         let order_id = order_id.to_string();
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT s.* FROM orders o JOIN verifications v ON v.verification_id = o.verification_id \
-                 JOIN sessions s ON s.id = v.session_id WHERE o.tenant_id = ?1 AND o.order_id = ?2",
+                concat!(
+                    "SELECT ",
+                    session_cols!("s."),
+                    " FROM orders o JOIN verifications v ON v.verification_id = o.verification_id \
+                     JOIN sessions s ON s.id = v.session_id WHERE o.tenant_id = ?1 AND o.order_id = ?2"
+                ),
             )?
             .query_row(params![tenant_id, order_id], session_row)
             .optional()?

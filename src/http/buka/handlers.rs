@@ -506,15 +506,7 @@ pub(super) async fn record(State(st): State<AppState>, Caller(t): Caller, id: Id
         async {
             let vid = path_text(id, "verificationId")?;
             let view = st.service.record(t.id, &vid).await?;
-            let channel = st
-                .service
-                .store
-                .get_verification(&vid)
-                .await
-                .map_err(|e| BukaError::internal(&e))?
-                .map(|v| v.channel)
-                .unwrap_or_else(|| view.session.channel.clone());
-            Ok(views::record(&view, &channel, &st.settings.display_offset))
+            Ok(views::record(&view, &st.settings.display_offset))
         }
         .await,
     )

@@ -20,34 +20,39 @@ use super::AppState;
 pub const BASES: [&str; 2] = ["/v3/otp", "/otp"];
 
 pub fn routes() -> Router<AppState> {
+    use axum::routing::MethodRouter;
     use handlers::*;
-    let r = Router::new()
-        .route("/app/add", post(app_add))
-        .route("/app/update", post(app_update_body).put(app_update_body))
-        .route("/app/update/{app_id}", post(app_update).put(app_update))
-        .route("/app/details/{app_id}", get(app_details))
-        .route("/template/add", post(template_add))
-        .route(
+    let table: Vec<(&str, MethodRouter<AppState>)> = vec![
+        ("/app/add", post(app_add)),
+        ("/app/update", post(app_update_body).put(app_update_body)),
+        ("/app/update/{app_id}", post(app_update).put(app_update)),
+        ("/app/details/{app_id}", get(app_details)),
+        ("/template/add", post(template_add)),
+        (
             "/template/update/{template_id}",
             post(template_update).put(template_update),
-        )
-        .route("/template/details/{template_id}", get(template_details))
-        .route("/template/list", get(template_list))
-        .route("/verification/send", post(send))
-        .route("/verification/sendRule", post(send_rule))
-        .route("/verification/resend", post(resend))
-        .route("/verification/verify", post(verify))
-        .route("/verification/record/{verification_id}", get(record))
-        .route("/verification/orderId/record", post(order_record))
-        .route("/flow/add", post(flow_add))
-        .route("/flow/update/{flow_id}", post(flow_update).put(flow_update))
-        .route("/flow/details/{flow_id}", get(flow_details))
-        .route("/flow/list", get(flow_list))
-        .route("/backfillRate", post(backfill_rate))
-        .route("/postback/backfill", post(postback_backfill));
+        ),
+        ("/template/details/{template_id}", get(template_details)),
+        ("/template/list", get(template_list)),
+        ("/verification/send", post(send)),
+        ("/verification/sendRule", post(send_rule)),
+        ("/verification/resend", post(resend)),
+        ("/verification/verify", post(verify)),
+        ("/verification/record/{verification_id}", get(record)),
+        ("/verification/orderId/record", post(order_record)),
+        ("/flow/add", post(flow_add)),
+        ("/flow/update/{flow_id}", post(flow_update).put(flow_update)),
+        ("/flow/details/{flow_id}", get(flow_details)),
+        ("/flow/list", get(flow_list)),
+        ("/backfillRate", post(backfill_rate)),
+        ("/postback/backfill", post(postback_backfill)),
+    ];
+    // Full paths under each base rather than `nest`, which rewrites every request's URI.
     let mut out = Router::new();
     for base in BASES {
-        out = out.nest(base, r.clone());
+        for (path, handler) in &table {
+            out = out.route(&format!("{base}{path}"), handler.clone());
+        }
     }
     out
 }

@@ -137,10 +137,10 @@ fn verifications(v: &RecordView, channel: &str, offset: &FixedOffset, with_order
 }
 
 /// `record/{verificationId}`: the latest attempt of each channel as a single object.
-pub fn record(v: &RecordView, channel: &str, offset: &FixedOffset) -> Value {
+pub fn record(v: &RecordView, offset: &FixedOffset) -> Value {
     let mut out = json!({
         "verificationId": v.verification_id,
-        "verifications": verifications(v, channel, offset, true),
+        "verifications": verifications(v, &v.channel, offset, true),
         "sna": [],
     });
     if let Some(a) = v.attempts.iter().rev().find(|a| a.channel == "sms") {
