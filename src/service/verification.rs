@@ -10,7 +10,6 @@ use crate::domain::ids::new_verification_id;
 use crate::domain::phone::{PhoneError, PhoneNumber};
 use crate::domain::session::VerifyOutcome;
 use crate::domain::validate::char_len_between;
-use crate::providers::routing::Route;
 use crate::store::{
     App, Attempt, Flow, NewAttempt, NewSend, NewSession, SendOutcome, SendTarget, Session,
     StoreError, StoredCode, Template,
@@ -71,8 +70,16 @@ fn code_context(session_id: &str) -> String {
 }
 
 impl Service {
-    fn route_for(&self, channel: Channel) -> ServiceResult<(usize, &Route)> {
-        self.routing.pick(channel).ok_or_else(|| {
+    /// Picks the route for `channel` and describes the attempt: where it goes, from which
+    /// sender, and (estimated with `code`) what it will cost.
+    fn plan(
+        &self,
+        channel: Channel,
+        phone: PhoneNumber,
+        template: Option<Template>,
+        code: &Code,
+    ) -> ServiceResult<(DeliveryTarget, NewAttempt)> {
+        let (route_index, route) = self.routing.pick(channel).ok_or_else(|| {
             ServiceError::invalid(
                 "channel",
                 format!(
@@ -80,7 +87,27 @@ impl Service {
                     channel.as_str().to_uppercase()
                 ),
             )
-        })
+        })?;
+        let sender = template
+            .as_ref()
+            .and_then(|t| t.sender_id.clone())
+            .or_else(|| route.default_sender.clone());
+        let target = DeliveryTarget {
+            channel,
+            phone,
+            sender,
+            template,
+            route_index,
+        };
+        let attempt = NewAttempt {
+            channel: channel.as_str().to_string(),
+            route: route.name.clone(),
+            provider: route.provider.kind().to_string(),
+            sender: target.sender.clone(),
+            mcc: target.phone.mcc().map(i64::from),
+            sending: self.sending_info(&target, code),
+        };
+        Ok((target, attempt))
     }
 
     fn stored_code(
@@ -154,8 +181,6 @@ impl Service {
             Some(id) => Some(self.flow(tenant_id, id).await?),
             None => None,
         };
-        let (route_index, route) = self.route_for(channel)?;
-
         let (code, code_type, code_length, case_insensitive) = match supplied {
             Some(c) => {
                 let len = c.expose().chars().count().clamp(4, 10) as i64;
@@ -175,26 +200,7 @@ impl Service {
                 )
             }
         };
-        let sender = template
-            .as_ref()
-            .and_then(|t| t.sender_id.clone())
-            .or_else(|| route.default_sender.clone());
-
-        let target = DeliveryTarget {
-            channel,
-            phone,
-            sender,
-            template,
-            route_index,
-        };
-        let attempt = NewAttempt {
-            channel: channel.as_str().to_string(),
-            route: route.name.clone(),
-            provider: route.provider.kind().to_string(),
-            sender: target.sender.clone(),
-            mcc: target.phone.mcc().map(i64::from),
-            sending: self.sending_info(&target, &code),
-        };
+        let (target, attempt) = self.plan(channel, phone, template, &code)?;
         let to = target.phone.digits().to_string();
         let verification_id = self
             .commit_send(
@@ -304,32 +310,12 @@ impl Service {
             Some(id) => self.store.get_template(id).await?,
             None => None,
         };
-        let (route_index, route) = self.route_for(channel)?;
         let phone = PhoneNumber::parse_international(&session.phone).map_err(|e| {
             ServiceError::Internal(anyhow::anyhow!("stored number unreadable: {e}"))
         })?;
         let kind = CodeType::from_i64(session.code_type).unwrap_or(CodeType::Numeric);
         let fresh = Code::generate(kind, session.code_length.clamp(4, 10) as u8);
-        let sender = template
-            .as_ref()
-            .and_then(|t| t.sender_id.clone())
-            .or_else(|| route.default_sender.clone());
-
-        let target = DeliveryTarget {
-            channel,
-            phone,
-            sender,
-            template,
-            route_index,
-        };
-        let attempt = NewAttempt {
-            channel: channel.as_str().to_string(),
-            route: route.name.clone(),
-            provider: route.provider.kind().to_string(),
-            sender: target.sender.clone(),
-            mcc: target.phone.mcc().map(i64::from),
-            sending: self.sending_info(&target, &fresh),
-        };
+        let (target, attempt) = self.plan(channel, phone, template, &fresh)?;
         let verification_id = self
             .commit_send(
                 |verification_id, now_ms| NewSend {
