@@ -65,8 +65,6 @@ pub trait Store: Send + Sync + 'static {
     /// (new, or the resent one with its code refreshed if expired), the verification id and
     /// its first attempt.
     async fn create_send(&self, send: &NewSend) -> StoreResult<SendOutcome>;
-    async fn get_verification(&self, verification_id: &str) -> StoreResult<Option<Verification>>;
-    async fn get_session(&self, session_id: &str) -> StoreResult<Option<Session>>;
     /// A verification id with its session, in one read.
     async fn verification_session(
         &self,

@@ -1083,25 +1083,6 @@ impl Store for SqliteStore {
         self.write(move |c| create_send(c, &send)).await
     }
 
-    async fn get_verification(&self, verification_id: &str) -> StoreResult<Option<Verification>> {
-        let id = verification_id.to_string();
-        self.lookup(move |c| {
-            Ok(c.prepare_cached(concat!(
-                "SELECT ",
-                verification_cols!(""),
-                " FROM verifications WHERE verification_id = ?1"
-            ))?
-            .query_row([id], verification_from)
-            .optional()?)
-        })
-        .await
-    }
-
-    async fn get_session(&self, session_id: &str) -> StoreResult<Option<Session>> {
-        let id = session_id.to_string();
-        self.lookup(move |c| load_session(c, &id)).await
-    }
-
     async fn verification_session(
         &self,
         verification_id: &str,
