@@ -90,7 +90,10 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<BoxedJob>) {
         }
         for job in group.iter_mut() {
             let _ = control(&conn, "SAVEPOINT job");
-            if !job.run(&conn) {
+            // A job that panics fails alone (its caller gets an error); the writer carries on.
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&conn)))
+                .unwrap_or(false);
+            if !ok {
                 let _ = control(&conn, "ROLLBACK TO job");
             }
             let _ = control(&conn, "RELEASE job");
@@ -842,8 +845,9 @@ impl Store for SqliteStore {
         self.write(migrate).await
     }
 
+    /// Goes through the writer, so readiness fails when writes cannot be made.
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| {
+        self.write(|c| {
             Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
                 .map(|_| ())?)
         })
@@ -1281,6 +1285,17 @@ mod tests {
             let found = s.get_app(&format!("app{i:05}")).await.unwrap();
             assert_eq!(found.is_some(), result.is_ok(), "app {i}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_writer_carries_on() {
+        let (s, _dir) = store().await;
+        let r: StoreResult<()> = s
+            .write(|_| -> StoreResult<()> { panic!("a bug in a write job") })
+            .await;
+        assert!(r.is_err());
+        s.ping().await.unwrap();
+        assert_eq!(s.count_tenants().await.unwrap(), 0);
     }
 
     #[tokio::test]
