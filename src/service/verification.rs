@@ -11,8 +11,8 @@ use crate::domain::phone::{PhoneError, PhoneNumber};
 use crate::domain::session::VerifyOutcome;
 use crate::domain::validate::char_len_between;
 use crate::store::{
-    App, Attempt, Flow, NewAttempt, NewSend, NewSession, SendOutcome, SendTarget, Session,
-    StoreError, StoredCode, Template,
+    App, Attempt, CandidateHash, Flow, NewAttempt, NewSend, NewSession, SendOutcome, SendTarget,
+    Session, StoreError, StoredCode, Template, VerifyLookup,
 };
 
 /// A send or sendRule request, fields as received (already typed, not yet checked).
@@ -371,8 +371,17 @@ impl Service {
         if !char_len_between(code, 1, 10) {
             return Err(ServiceError::invalid("code", "must be 1-10 characters"));
         }
-        let (v, session) = match self.store.verification_session(verification_id).await? {
-            None => {
+        let keys = self.keys.clone();
+        let typed = code.to_string();
+        let hash: CandidateHash = Box::new(move |s: &Session| {
+            keys.code_hash(&s.id, &code::normalize_input(&typed, s.case_insensitive))
+        });
+        let (outcome, v, session) = match self
+            .store
+            .verify(verification_id, tenant_id, hash, self.now_ms())
+            .await?
+        {
+            VerifyLookup::Unknown => {
                 return Ok(VerifyResult {
                     verification_id: verification_id.to_string(),
                     to: None,
@@ -380,22 +389,13 @@ impl Service {
                     matched: 3,
                 });
             }
-            Some((v, _)) if v.tenant_id != tenant_id => {
-                return Err(ServiceError::NotFound("verification"));
-            }
-            Some(found) => found,
+            VerifyLookup::Foreign => return Err(ServiceError::NotFound("verification")),
+            VerifyLookup::Checked {
+                outcome,
+                verification,
+                session,
+            } => (outcome, verification, session),
         };
-        let candidate = self.keys.code_hash(
-            &session.id,
-            &code::normalize_input(code, session.case_insensitive),
-        );
-        let (outcome, session) = self
-            .store
-            .verify(&session.id, &candidate, self.now_ms())
-            .await?
-            .ok_or_else(|| {
-                ServiceError::Internal(anyhow::anyhow!("session vanished during verify"))
-            })?;
         tracing::info!(
             verification.id = %verification_id,
             session.id = %session.id,

@@ -77,13 +77,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Session>>;
     async fn attempts_for_session(&self, session_id: &str) -> StoreResult<Vec<Attempt>>;
     async fn update_attempt(&self, attempt_id: i64, update: &AttemptUpdate) -> StoreResult<()>;
-    /// One atomic verify: reads the session, decides with `candidate_hash`, records the result.
+    /// One atomic verify in one store call: finds the verification and its session, checks the
+    /// tenant, computes the candidate hash with `hash` (given the session), decides, and records
+    /// the result.
     async fn verify(
         &self,
-        session_id: &str,
-        candidate_hash: &str,
+        verification_id: &str,
+        tenant_id: i64,
+        hash: CandidateHash,
         now_ms: i64,
-    ) -> StoreResult<Option<(VerifyOutcome, Session)>>;
+    ) -> StoreResult<VerifyLookup>;
 
     // Conversion feedback
     async fn upsert_backfill_rate(&self, r: &BackfillRate) -> StoreResult<()>;

@@ -293,3 +293,23 @@ pub struct OutboxEntry {
     pub text: String,
     pub verification_id: String,
 }
+
+/// Computes the keyed hash of the typed code for a session (the store never sees keys).
+pub type CandidateHash = Box<dyn FnOnce(&Session) -> String + Send>;
+
+/// What one verify found and decided.
+// Returned once per verify and consumed at once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum VerifyLookup {
+    /// No such verification id.
+    Unknown,
+    /// The verification id belongs to another tenant.
+    Foreign,
+    Checked {
+        outcome: crate::domain::session::VerifyOutcome,
+        verification: Verification,
+        /// The session after the verify.
+        session: Session,
+    },
+}

@@ -778,15 +778,40 @@ fn update_attempt(conn: &Connection, id: i64, u: &AttemptUpdate) -> StoreResult<
     Ok(())
 }
 
+fn load_verification_session(
+    conn: &Connection,
+    id: &str,
+) -> StoreResult<Option<(Verification, Session)>> {
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        verification_cols!("v."),
+        ", ",
+        session_cols!("s."),
+        " FROM verifications v JOIN sessions s ON s.id = v.session_id WHERE v.verification_id = ?1"
+    ))?
+    .query_row([id], |r| Ok((verification_from(r)?, session_at(r, 6)?)))
+    .optional()?
+    .map(|(v, s)| Ok((v, session_from(s)?)))
+    .transpose()
+}
+
 fn verify(
     conn: &Connection,
-    session_id: &str,
-    candidate_hash: &str,
+    verification_id: &str,
+    tenant_id: i64,
+    hash: CandidateHash,
     now_ms: i64,
-) -> StoreResult<Option<(VerifyOutcome, Session)>> {
-    let Some(mut session) = load_session(conn, session_id)? else {
-        return Ok(None);
+) -> StoreResult<VerifyLookup> {
+    let Some((verification, mut session)) = load_verification_session(conn, verification_id)?
+    else {
+        return Ok(VerifyLookup::Unknown);
     };
+    if verification.tenant_id != tenant_id {
+        return Ok(VerifyLookup::Foreign);
+    }
+    let session_id = session.id.clone();
+    let candidate_hash = hash(&session);
+    let candidate_hash = candidate_hash.as_str();
     let matches = ct_eq_str(&session.code_hash, candidate_hash);
     let outcome = decide_verify(&session.state(), now_ms, matches);
     match outcome {
@@ -813,7 +838,11 @@ fn verify(
         }
         _ => {}
     }
-    Ok(Some((outcome, session)))
+    Ok(VerifyLookup::Checked {
+        outcome,
+        verification,
+        session,
+    })
 }
 
 fn migrate(conn: &Connection) -> StoreResult<()> {
@@ -1092,20 +1121,8 @@ impl Store for SqliteStore {
         verification_id: &str,
     ) -> StoreResult<Option<(Verification, Session)>> {
         let id = verification_id.to_string();
-        self.lookup(move |c| {
-            c.prepare_cached(concat!(
-                "SELECT ",
-                verification_cols!("v."),
-                ", ",
-                session_cols!("s."),
-                " FROM verifications v JOIN sessions s ON s.id = v.session_id WHERE v.verification_id = ?1"
-            ))?
-            .query_row([id], |r| Ok((verification_from(r)?, session_at(r, 6)?)))
-            .optional()?
-            .map(|(v, s)| Ok((v, session_from(s)?)))
-            .transpose()
-        })
-        .await
+        self.lookup(move |c| load_verification_session(c, &id))
+            .await
     }
 
     async fn session_by_order(
@@ -1151,12 +1168,14 @@ impl Store for SqliteStore {
 
     async fn verify(
         &self,
-        session_id: &str,
-        candidate_hash: &str,
+        verification_id: &str,
+        tenant_id: i64,
+        hash: CandidateHash,
         now_ms: i64,
-    ) -> StoreResult<Option<(VerifyOutcome, Session)>> {
-        let (id, hash) = (session_id.to_string(), candidate_hash.to_string());
-        self.write(move |c| verify(c, &id, &hash, now_ms)).await
+    ) -> StoreResult<VerifyLookup> {
+        let id = verification_id.to_string();
+        self.write(move |c| verify(c, &id, tenant_id, hash, now_ms))
+            .await
     }
 
     async fn upsert_backfill_rate(&self, r: &BackfillRate) -> StoreResult<()> {
