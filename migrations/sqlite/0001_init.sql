@@ -1,4 +1,5 @@
 -- otpgate schema, SQLite. Times are Unix milliseconds (INTEGER); money is micro-units.
+-- Tables keyed by text are WITHOUT ROWID: one B-tree each instead of a table and an index.
 
 CREATE TABLE tenants (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -70,7 +71,7 @@ CREATE TABLE sessions (
     created_ms       INTEGER NOT NULL,
     verified_ms      INTEGER,
     order_id         TEXT
-);
+) WITHOUT ROWID;
 
 CREATE TABLE verifications (
     verification_id TEXT    PRIMARY KEY,
@@ -79,7 +80,7 @@ CREATE TABLE verifications (
     channel         TEXT    NOT NULL,
     kind            TEXT    NOT NULL,        -- send | sendRule | resend
     created_ms      INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX verifications_session ON verifications (session_id);
 
 CREATE TABLE orders (
@@ -87,7 +88,7 @@ CREATE TABLE orders (
     order_id        TEXT    NOT NULL,
     verification_id TEXT    NOT NULL,
     PRIMARY KEY (tenant_id, order_id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE attempts (
     id                  INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -117,7 +118,8 @@ CREATE TABLE attempts (
 );
 CREATE INDEX attempts_session ON attempts (session_id, id);
 
--- Every counted send, for the sliding-window period limits.
+-- Every send of an app with an active period limit, for the sliding windows (a limit counts
+-- the sends made while it is enabled).
 CREATE TABLE send_log (
     app_id  TEXT    NOT NULL,
     phone   TEXT    NOT NULL,
@@ -145,7 +147,7 @@ CREATE TABLE postbacks (
     number          TEXT,
     backfill_ms     INTEGER NOT NULL,
     received_ms     INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 
 -- The console provider's messages (development only; production refuses the console provider).
 CREATE TABLE console_outbox (

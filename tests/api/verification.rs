@@ -735,3 +735,18 @@ async fn another_tenants_objects_are_not_found_for_records() {
         .await;
     assert_eq!(r["status"], "-24", "{r}");
 }
+
+#[tokio::test]
+async fn a_limit_counts_the_sends_made_while_it_is_enabled() {
+    let app = TestApp::spawn().await;
+    let (app_id, tpl) = app.app_and_template().await;
+    app.send_ok(&app_id, tpl, US).await;
+    let on = json!({"name": "limited_app", "periodPhoneSendLimit": {"enabled": true, "unit": 2, "period": 1, "limit": 1}});
+    assert_eq!(
+        app.put(&format!("/v3/otp/app/update/{app_id}"), on).await["status"],
+        "0"
+    );
+    // The send before the limit was enabled does not count; the next one does.
+    app.send_ok(&app_id, tpl, US).await;
+    assert_error(&app.send(&app_id, tpl, US).await, "-28", "phone");
+}
