@@ -41,10 +41,20 @@ secret=$(awk '/API secret:/ {print $3}' "$work/out.log")
 ts=$(date +%s)
 sign=$(printf '%s' "$key$secret$ts" | md5sum | cut -d' ' -f1)
 
+rc=0
 "$VENV/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
   --checks all \
   --exclude-checks negative_data_rejection,ignored_auth,missing_required_header \
   --header "Api-Key: $key" --header "Timestamp: $ts" --header "Sign: $sign" \
   --max-time "$MAX_TIME" \
-  --seed "${SCHEMATHESIS_SEED:-$ts}"
-kill -0 $pid 2>/dev/null || { echo "the server died during fuzzing"; cat "$work/err.log"; exit 1; }
+  --seed "${SCHEMATHESIS_SEED:-$ts}" || rc=$?
+if ! kill -0 $pid 2>/dev/null; then
+  echo "the server died during fuzzing; its last log lines:"
+  tail -50 "$work/err.log"
+  exit 1
+fi
+if [ "$rc" -ne 0 ]; then
+  echo "schemathesis failed (exit $rc); the server is alive; its last log lines:"
+  tail -50 "$work/err.log"
+fi
+exit "$rc"
