@@ -990,9 +990,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// On the writer's warm connection, like the tenant lookup: both are read on every send.
     async fn get_app(&self, app_id: &str) -> StoreResult<Option<App>> {
         let id = app_id.to_string();
-        self.lookup(move |c| {
+        self.write(move |c| {
             c.prepare_cached("SELECT * FROM apps WHERE app_id = ?1")?
                 .query_row([id], app_row)
                 .optional()?
@@ -1055,8 +1056,9 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// On the writer's warm connection, like the tenant lookup: both are read on every send.
     async fn get_template(&self, template_id: i64) -> StoreResult<Option<Template>> {
-        self.lookup(move |c| {
+        self.write(move |c| {
             Ok(
                 c.prepare_cached("SELECT * FROM templates WHERE template_id = ?1")?
                     .query_row([template_id], template_from)
