@@ -1,4 +1,5 @@
-//! Phone numbers, parsed once at the edge with a real numbering plan.
+//! Phone numbers, parsed once at the edge with a real numbering plan (libphonenumber's
+//! metadata, through the `rlibphonenumber` port).
 
 use std::fmt;
 
@@ -34,17 +35,17 @@ impl PhoneNumber {
         if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(PhoneError::Format);
         }
-        let parsed =
-            phonenumber::parse(None, format!("+{digits}")).map_err(|_| PhoneError::Impossible)?;
-        if !phonenumber::is_valid(&parsed) {
+        let parsed = rlibphonenumber::PhoneNumber::parse(format!("+{digits}"), None)
+            .map_err(|_| PhoneError::Impossible)?;
+        if !parsed.is_valid() {
             return Err(PhoneError::Impossible);
         }
-        let country = parsed.country();
-        let region = country.id().map(|id| id.as_ref().to_string());
+        let country_code =
+            u16::try_from(parsed.country_code).map_err(|_| PhoneError::Impossible)?;
         Ok(Self {
             digits: digits.to_string(),
-            country_code: country.code(),
-            region,
+            country_code,
+            region: parsed.get_region_code().map(|r| r.to_string()),
         })
     }
 
