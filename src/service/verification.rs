@@ -166,16 +166,18 @@ impl Service {
         if !rule && input.template_id.is_none() {
             return Err(ServiceError::invalid("templateId", "is required"));
         }
-        let app = self.app(tenant_id, app_id).await?;
-        let template = match input.template_id {
-            Some(id) => {
-                let t = self.template(tenant_id, id).await?;
-                if t.app_id != app.app_id {
-                    return Err(ServiceError::NotFound("template"));
-                }
-                Some(t)
-            }
-            None => None,
+        let (app, template) = self
+            .store
+            .app_with_template(app_id, input.template_id)
+            .await?;
+        let app = app
+            .filter(|a| a.tenant_id == tenant_id)
+            .ok_or(ServiceError::NotFound("app"))?;
+        // The template must be the tenant's and belong to this app.
+        let template = match (input.template_id, template) {
+            (None, _) => None,
+            (Some(_), Some(t)) if t.tenant_id == tenant_id && t.app_id == app.app_id => Some(t),
+            (Some(_), _) => return Err(ServiceError::NotFound("template")),
         };
         let flow: Option<Flow> = match input.flow_id {
             Some(id) => Some(self.flow(tenant_id, id).await?),

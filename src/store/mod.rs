@@ -50,6 +50,12 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_app(&self, app: &App) -> StoreResult<()>;
     async fn update_app(&self, app: &App) -> StoreResult<()>;
     async fn get_app(&self, app_id: &str) -> StoreResult<Option<App>>;
+    /// An app and (when asked for) a template, in one store call: what every send reads.
+    async fn app_with_template(
+        &self,
+        app_id: &str,
+        template_id: Option<i64>,
+    ) -> StoreResult<(Option<App>, Option<Template>)>;
     /// Inserts and returns the new id.
     async fn insert_template(&self, t: &Template) -> StoreResult<i64>;
     async fn update_template(&self, t: &Template) -> StoreResult<()>;

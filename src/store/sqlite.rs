@@ -522,6 +522,21 @@ fn load_session(conn: &Connection, id: &str) -> StoreResult<Option<Session>> {
     .transpose()
 }
 
+fn load_app(conn: &Connection, id: &str) -> StoreResult<Option<App>> {
+    conn.prepare_cached("SELECT * FROM apps WHERE app_id = ?1")?
+        .query_row([id], app_row)
+        .optional()?
+        .map(app_from)
+        .transpose()
+}
+
+fn load_template(conn: &Connection, id: i64) -> StoreResult<Option<Template>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM templates WHERE template_id = ?1")?
+        .query_row([id], template_from)
+        .optional()?)
+}
+
 /// The verification columns in the order [`verification_from`] reads them.
 macro_rules! verification_cols {
     ($p:literal) => {
@@ -993,12 +1008,21 @@ impl Store for SqliteStore {
     /// On the writer's warm connection, like the tenant lookup: both are read on every send.
     async fn get_app(&self, app_id: &str) -> StoreResult<Option<App>> {
         let id = app_id.to_string();
+        self.write(move |c| load_app(c, &id)).await
+    }
+
+    async fn app_with_template(
+        &self,
+        app_id: &str,
+        template_id: Option<i64>,
+    ) -> StoreResult<(Option<App>, Option<Template>)> {
+        let id = app_id.to_string();
         self.write(move |c| {
-            c.prepare_cached("SELECT * FROM apps WHERE app_id = ?1")?
-                .query_row([id], app_row)
-                .optional()?
-                .map(app_from)
-                .transpose()
+            let template = match template_id {
+                Some(t) => load_template(c, t)?,
+                None => None,
+            };
+            Ok((load_app(c, &id)?, template))
         })
         .await
     }
@@ -1058,14 +1082,7 @@ impl Store for SqliteStore {
 
     /// On the writer's warm connection, like the tenant lookup: both are read on every send.
     async fn get_template(&self, template_id: i64) -> StoreResult<Option<Template>> {
-        self.write(move |c| {
-            Ok(
-                c.prepare_cached("SELECT * FROM templates WHERE template_id = ?1")?
-                    .query_row([template_id], template_from)
-                    .optional()?,
-            )
-        })
-        .await
+        self.write(move |c| load_template(c, template_id)).await
     }
 
     async fn list_templates(&self, tenant_id: i64) -> StoreResult<Vec<Template>> {
