@@ -34,6 +34,13 @@ pub struct App {
     pub created_ms: i64,
 }
 
+impl App {
+    /// When a code issued at `now_ms` stops being valid.
+    pub fn code_expires_ms(&self, now_ms: i64) -> i64 {
+        now_ms + self.code_expiry * 60_000
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Template {
     pub template_id: i64,
