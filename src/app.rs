@@ -32,35 +32,44 @@ pub async fn open_store(database_url: &str) -> anyhow::Result<SharedStore> {
 /// How to build a server besides its configuration.
 pub struct Options {
     pub clock: SharedClock,
-    /// Replaces the configured providers (tests use the in-memory one).
-    pub provider: Option<Arc<dyn Provider>>,
+    /// Named routes that replace the configured providers (tests use in-memory ones); the
+    /// console settings give their sender and prices.
+    pub routes: Vec<(String, Arc<dyn Provider>)>,
     /// Whether the console provider prints to stdout.
     pub print_console: bool,
+    /// Whether job workers run. Tests turn them off and drain the queue themselves
+    /// ([`Service::drain`]), so the injected clock alone decides what is due.
+    pub workers: bool,
 }
 
 fn routing(cfg: &Config, store: &SharedStore, opts: &Options) -> Routing {
     let c = &cfg.console;
-    let provider: Option<Arc<dyn Provider>> = match &opts.provider {
-        Some(p) => Some(p.clone()),
-        None if c.enabled => Some(Arc::new(ConsoleProvider::new(
-            store.clone(),
-            opts.clock.clone(),
-            opts.print_console,
-        ))),
-        None => None,
+    let providers: Vec<(String, Arc<dyn Provider>)> = if !opts.routes.is_empty() {
+        opts.routes.clone()
+    } else if c.enabled {
+        vec![(
+            "console".to_string(),
+            Arc::new(ConsoleProvider::new(
+                store.clone(),
+                opts.clock.clone(),
+                opts.print_console,
+            )),
+        )]
+    } else {
+        Vec::new()
     };
-    let routes = provider
-        .map(|provider| {
-            vec![Route {
-                name: provider.kind().to_string(),
-                provider,
-                default_sender: Some(c.sender.clone()),
-                price_per_segment_micros: parse_price(&c.price_per_segment).unwrap_or(0),
-                price_per_call_block_micros: parse_price(&c.price_per_call_block).unwrap_or(0),
-                bill_period: parse_bill_period(&c.bill_period).unwrap_or((60, 60)),
-            }]
+    let routes = providers
+        .into_iter()
+        .map(|(name, provider)| Route {
+            name,
+            provider,
+            default_sender: Some(c.sender.clone()),
+            price_per_segment_micros: parse_price(&c.price_per_segment).unwrap_or(0),
+            price_per_call_block_micros: parse_price(&c.price_per_call_block).unwrap_or(0),
+            bill_period: parse_bill_period(&c.bill_period).unwrap_or((60, 60)),
+            receipt_timeout_ms: cfg.delivery.receipt_timeout_secs * 1000,
         })
-        .unwrap_or_default();
+        .collect();
     Routing::new(routes)
 }
 
@@ -70,6 +79,7 @@ pub struct Server {
     router: axum::Router,
     pub addr: SocketAddr,
     pub service: Service,
+    workers: bool,
 }
 
 impl Server {
@@ -77,7 +87,13 @@ impl Server {
         let store = open_store(&cfg.database_url).await?;
         let keys = Arc::new(Keys::new(&v.master_key));
         let routing = Arc::new(routing(cfg, &store, &opts));
-        let service = Service::new(store, opts.clock.clone(), keys, routing);
+        let service = Service::new(
+            store,
+            opts.clock.clone(),
+            keys,
+            routing,
+            cfg.delivery.clone(),
+        );
         let state = AppState {
             service: service.clone(),
             settings: Arc::new(HttpSettings {
@@ -90,26 +106,42 @@ impl Server {
             .await
             .with_context(|| format!("binding {}", v.listen))?;
         let addr = listener.local_addr()?;
+        service
+            .start_jobs()
+            .await
+            .context("preparing the job queue")?;
         Ok(Self {
             listener,
             router: router(state),
             addr,
             service,
+            workers: opts.workers,
         })
     }
 
-    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    /// Serves until `shutdown` completes, then lets requests in flight finish, stops the job
+    /// workers, gives running jobs their grace period and releases what is left.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let workers = self
+            .workers
+            .then(|| tokio::spawn(self.service.clone().run_workers(stopped)));
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+        let _ = stop.send(true);
+        if let Some(w) = workers {
+            let _ = w.await;
+        }
+        self.service.stop_jobs().await;
+        served
     }
 }
 

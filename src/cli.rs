@@ -117,6 +117,7 @@ async fn offline_service(cfg: &Config, v: &Validated) -> anyhow::Result<Service>
         Arc::new(SystemClock),
         Arc::new(Keys::new(&v.master_key)),
         Arc::new(Routing::default()),
+        cfg.delivery.clone(),
     ))
 }
 
@@ -206,8 +207,9 @@ async fn serve(cfg: Config, v: Validated) -> anyhow::Result<()> {
         &v,
         Options {
             clock: Arc::new(SystemClock),
-            provider: None,
+            routes: Vec::new(),
             print_console: true,
+            workers: true,
         },
     )
     .await?;

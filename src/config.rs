@@ -68,6 +68,77 @@ impl Default for ConsoleConfig {
     }
 }
 
+/// The delivery engine: job workers, retries, receipts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Jobs one process runs at once.
+    pub workers: usize,
+    /// Tries of a deliver job whose route answers with a retryable error before the attempt
+    /// fails.
+    pub max_tries: i64,
+    /// Wait before the first retry, seconds; it doubles with every further retry (at most
+    /// 300 s).
+    pub retry_backoff_secs: i64,
+    /// How long a claimed job stays claimed if its worker disappears, seconds.
+    pub lease_secs: i64,
+    /// Longest wait for a route to answer a submit, seconds.
+    pub submit_timeout_secs: i64,
+    /// How long an accepted message may wait for its delivery receipt, seconds.
+    pub receipt_timeout_secs: i64,
+    /// How often the routes that cannot push receipts are polled, seconds.
+    pub sync_interval_secs: i64,
+    /// On SIGINT/SIGTERM, how long running jobs get to finish before they are released.
+    pub shutdown_grace_secs: i64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            workers: 64,
+            max_tries: 5,
+            retry_backoff_secs: 2,
+            lease_secs: 60,
+            submit_timeout_secs: 30,
+            receipt_timeout_secs: 600,
+            sync_interval_secs: 30,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let mut check = |name: &str, v: i64, lo: i64, hi: i64| {
+            if !(lo..=hi).contains(&v) {
+                p.push(format!("delivery.{name} = {v} must be {lo}-{hi}"));
+            }
+        };
+        check("workers", self.workers as i64, 1, 4096);
+        check("max_tries", self.max_tries, 1, 100);
+        check("retry_backoff_secs", self.retry_backoff_secs, 1, 300);
+        check("submit_timeout_secs", self.submit_timeout_secs, 1, 600);
+        check("lease_secs", self.lease_secs, 2, 3600);
+        check(
+            "receipt_timeout_secs",
+            self.receipt_timeout_secs,
+            1,
+            7 * 86_400,
+        );
+        check("sync_interval_secs", self.sync_interval_secs, 1, 60);
+        check("shutdown_grace_secs", self.shutdown_grace_secs, 0, 600);
+        if self.lease_secs <= self.submit_timeout_secs {
+            p.push(format!(
+                "delivery.lease_secs = {} must exceed delivery.submit_timeout_secs = {}: a claim \
+                 must outlast the longest submit",
+                self.lease_secs, self.submit_timeout_secs
+            ));
+        }
+        p
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -91,6 +162,7 @@ pub struct Config {
     /// Log format: `text` or `json`.
     pub log_format: String,
     pub console: ConsoleConfig,
+    pub delivery: DeliveryConfig,
 }
 
 impl Default for Config {
@@ -107,6 +179,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             log_format: "text".into(),
             console: ConsoleConfig::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -214,6 +287,7 @@ impl Config {
                 self.console.sender
             ));
         }
+        problems.extend(self.delivery.problems());
         if self.mode == Mode::Production && self.console.enabled {
             problems.push(
                 "mode = production refuses the console provider: it prints codes to the terminal. \
@@ -370,6 +444,25 @@ mod tests {
         );
         assert!(
             problems.iter().any(|p| p.contains("master key")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn delivery_settings_are_checked() {
+        let mut c = Config {
+            database_url: "sqlite::memory:".into(),
+            ..Config::default()
+        };
+        c.delivery.lease_secs = 30;
+        c.delivery.sync_interval_secs = 61;
+        let problems = c.validate().unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("lease_secs")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("sync_interval_secs")),
             "{problems:?}"
         );
     }

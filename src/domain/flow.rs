@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Channel;
+use super::session::{SessionState, SessionStatus};
 
 /// One step of a flow, as stored and echoed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,9 +73,100 @@ pub fn node_from_parts(
     })
 }
 
+/// What a flow node does when its time comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepDecision {
+    /// Send the session's code again on the node's channel.
+    Send,
+    /// The flow is over; nothing is sent.
+    End(StepEnd),
+}
+
+/// Why a flow ended at a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepEnd {
+    Verified,
+    Locked,
+    Expired,
+    /// `status` 1 and the previous attempt was confirmed delivered.
+    Delivered,
+}
+
+impl StepEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepEnd::Verified => "verified",
+            StepEnd::Locked => "locked",
+            StepEnd::Expired => "expired",
+            StepEnd::Delivered => "delivered",
+        }
+    }
+}
+
+/// Decides a node when it fires (contract decision 12): a verified, locked or expired session
+/// ends the flow; `status` 1 sends again unless the previous attempt is confirmed delivered;
+/// `status` 2 sends again while the session is unverified.
+pub fn decide_step(
+    node: &FlowNode,
+    session: &SessionState,
+    now_ms: i64,
+    previous_delivered: bool,
+) -> StepDecision {
+    match session.status {
+        SessionStatus::Verified => return StepDecision::End(StepEnd::Verified),
+        SessionStatus::Locked => return StepDecision::End(StepEnd::Locked),
+        SessionStatus::Pending => {}
+    }
+    if now_ms >= session.expires_at_ms {
+        return StepDecision::End(StepEnd::Expired);
+    }
+    match node.status {
+        1 if previous_delivered => StepDecision::End(StepEnd::Delivered),
+        _ => StepDecision::Send,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn session(status: SessionStatus) -> SessionState {
+        SessionState {
+            status,
+            wrong_attempts: 0,
+            expires_at_ms: 1_000,
+            submitted: true,
+        }
+    }
+
+    #[test]
+    fn step_decisions_follow_the_contract() {
+        let s1 = node_from_parts(Some(30), Some(1), Some("sms"), None).unwrap();
+        let s2 = node_from_parts(Some(30), Some(2), Some("call"), None).unwrap();
+        let open = session(SessionStatus::Pending);
+        assert_eq!(decide_step(&s1, &open, 0, false), StepDecision::Send);
+        assert_eq!(
+            decide_step(&s1, &open, 0, true),
+            StepDecision::End(StepEnd::Delivered)
+        );
+        // status 2 ignores delivery: only verification stops it.
+        assert_eq!(decide_step(&s2, &open, 0, true), StepDecision::Send);
+        for (status, end) in [
+            (SessionStatus::Verified, StepEnd::Verified),
+            (SessionStatus::Locked, StepEnd::Locked),
+        ] {
+            for n in [&s1, &s2] {
+                assert_eq!(
+                    decide_step(n, &session(status), 0, false),
+                    StepDecision::End(end)
+                );
+            }
+        }
+        assert_eq!(
+            decide_step(&s2, &open, 1_000, false),
+            StepDecision::End(StepEnd::Expired)
+        );
+    }
 
     #[test]
     fn valid_node() {

@@ -92,6 +92,17 @@ pub fn charged_duration(duration_secs: u32, (first, next): (u32, u32)) -> u32 {
     }
 }
 
+/// The charged duration of a call and the billing blocks it started: `(seconds, blocks)`.
+pub fn call_charge(duration_secs: u32, period: (u32, u32)) -> (u32, u32) {
+    let charged = charged_duration(duration_secs, period);
+    let blocks = if charged == 0 {
+        0
+    } else {
+        1 + (charged - period.0) / period.1
+    };
+    (charged, blocks)
+}
+
 #[cfg(test)]
 mod money_tests {
     use super::*;
@@ -121,5 +132,9 @@ mod money_tests {
         assert_eq!(charged_duration(21, (20, 20)), 40);
         assert_eq!(charged_duration(61, (60, 1)), 61);
         assert_eq!(charged_duration(45, (30, 6)), 48);
+        assert_eq!(call_charge(0, (20, 20)), (0, 0));
+        assert_eq!(call_charge(20, (20, 20)), (20, 1));
+        assert_eq!(call_charge(41, (20, 20)), (60, 3));
+        assert_eq!(call_charge(45, (30, 6)), (48, 4));
     }
 }

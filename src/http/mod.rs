@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::serve))
         .merge(buka::routes())
         .fallback(not_found)
@@ -65,6 +66,31 @@ async fn readyz(State(st): State<AppState>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// Prometheus text: the service's counters plus the queue, read from the store now.
+async fn metrics(State(st): State<AppState>) -> Response {
+    let svc = &st.service;
+    let now = svc.clock.now().timestamp_millis();
+    let stats = match svc.store.job_stats(now).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: could not read the job queue");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "# the job queue could not be read\n",
+            )
+                .into_response();
+        }
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        svc.metrics.render(stats, now),
+    )
+        .into_response()
 }
 
 /// A bug must not become a dropped connection or a 5xx: log it, answer the Buka `-18`.

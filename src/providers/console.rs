@@ -4,7 +4,9 @@
 
 use async_trait::async_trait;
 
-use super::{OutboundMessage, Provider, ProviderError, Receipt, Submitted};
+use super::{
+    CallReport, OutboundMessage, Provider, ProviderError, Receipt, Submitted, termination,
+};
 use crate::clock::SharedClock;
 use crate::domain::Channel;
 use crate::store::{OutboxEntry, SharedStore};
@@ -67,6 +69,7 @@ impl Provider for ConsoleProvider {
                 sender: msg.sender.clone(),
                 text: msg.text.clone(),
                 verification_id: msg.verification_id.clone(),
+                attempt_id: Some(msg.attempt_id),
             })
             .await
             .map_err(|e| ProviderError::Retryable(format!("outbox write failed: {e}")))?;
@@ -77,8 +80,33 @@ impl Provider for ConsoleProvider {
                 at_ms: now.timestamp_millis(),
                 reason: None,
                 mnc: None,
-                call_duration: (msg.channel == Channel::Call).then_some(0),
+                call: msg.voice.as_ref().map(|v| {
+                    let talk = spoken_secs(&msg.text, v.repeat_cnt, v.max_duration);
+                    CallReport {
+                        termination_code: termination::ANSWERED,
+                        ringing_ms: Some(now.timestamp_millis()),
+                        answer_ms: Some(now.timestamp_millis()),
+                        duration_secs: talk,
+                    }
+                }),
             }),
         })
+    }
+}
+
+/// How long speaking `text` `repeat` times takes, roughly (15 characters a second), within
+/// the call's `max_duration`: the console's stand-in for a real call's talk time.
+fn spoken_secs(text: &str, repeat: i64, max_duration: i64) -> i64 {
+    let chars = text.chars().count() as i64 * repeat.max(1);
+    ((chars + 14) / 15).clamp(1, max_duration.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spoken_time_is_bounded_by_the_maximum() {
+        assert_eq!(super::spoken_secs("1, 2, 3, 4", 1, 59), 1);
+        assert_eq!(super::spoken_secs(&"x".repeat(150), 2, 59), 20);
+        assert_eq!(super::spoken_secs(&"x".repeat(1500), 3, 59), 59);
     }
 }

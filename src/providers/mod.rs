@@ -2,8 +2,9 @@
 //!
 //! A provider takes one rendered message and answers with its message id, or a classified
 //! error (a retry may help, or it will not). Providers that learn the delivery outcome at once
-//! (console, in-memory) return the receipt with the submission; later providers push receipts
-//! as events.
+//! (console) return the receipt with the submission. Others deliver it later: pushed as an
+//! event into [`crate::service::Service::on_receipt`], or, for providers that can only be
+//! asked, fetched by the sync job through [`Provider::poll_receipts`].
 
 pub mod console;
 pub mod memory;
@@ -48,15 +49,44 @@ impl std::fmt::Debug for OutboundMessage {
     }
 }
 
-/// The carrier's verdict on a message.
+/// The carrier's verdict on a message. For a call, `delivered` means answered and `at_ms` is
+/// the hang-up time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
     pub delivered: bool,
     pub at_ms: i64,
     pub reason: Option<String>,
     pub mnc: Option<i64>,
-    /// Talk time of an answered call, seconds.
-    pub call_duration: Option<i64>,
+    pub call: Option<CallReport>,
+}
+
+/// How a call went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallReport {
+    /// 0 answered; anything else a failure (see [`termination`]).
+    pub termination_code: i64,
+    pub ringing_ms: Option<i64>,
+    pub answer_ms: Option<i64>,
+    /// Talk time, seconds.
+    pub duration_secs: i64,
+}
+
+/// Termination codes of calls, as the call record shows them.
+pub mod termination {
+    pub const ANSWERED: i64 = 0;
+    pub const NO_ANSWER: i64 = 1;
+    pub const BUSY: i64 = 2;
+    pub const FAILED: i64 = 3;
+
+    /// The record's text for a code.
+    pub fn reason(code: i64) -> &'static str {
+        match code {
+            ANSWERED => "answered",
+            NO_ANSWER => "no answer",
+            BUSY => "busy",
+            _ => "failed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +111,19 @@ pub trait Provider: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     fn supports(&self, channel: Channel) -> bool;
     async fn submit(&self, msg: &OutboundMessage) -> Result<Submitted, ProviderError>;
+
+    /// Whether receipts must be asked for (the sync job polls this route) rather than pushed.
+    fn polls_receipts(&self) -> bool {
+        false
+    }
+
+    /// The receipts now known for these message ids; ids without news are left out.
+    async fn poll_receipts(
+        &self,
+        _message_ids: &[String],
+    ) -> Result<Vec<(String, Receipt)>, ProviderError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Spells a code out for speech: `4821` → `4, 8, 2, 1`.

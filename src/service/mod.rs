@@ -4,6 +4,9 @@
 mod backfill;
 mod catalog;
 mod delivery;
+mod flows;
+pub mod jobs;
+mod receipts;
 mod tenants;
 mod verification;
 
@@ -15,7 +18,9 @@ pub use tenants::{CreatedTenant, ip_allowed, parse_allow_entry};
 pub use verification::{RecordView, SendInput, SendResult, VerifyResult};
 
 use crate::clock::SharedClock;
+use crate::config::DeliveryConfig;
 use crate::crypto::Keys;
+use crate::metrics::Metrics;
 use crate::providers::routing::Routing;
 use crate::store::{SharedStore, StoreError};
 
@@ -76,6 +81,8 @@ pub struct Service {
     pub clock: SharedClock,
     pub keys: Arc<Keys>,
     pub routing: Arc<Routing>,
+    pub metrics: Arc<Metrics>,
+    pub jobs: Arc<jobs::JobRuntime>,
     secrets: Arc<tenants::SecretCache>,
 }
 
@@ -85,12 +92,15 @@ impl Service {
         clock: SharedClock,
         keys: Arc<Keys>,
         routing: Arc<Routing>,
+        delivery: DeliveryConfig,
     ) -> Self {
         Self {
             store,
             clock,
             keys,
             routing,
+            metrics: Arc::new(Metrics::new()),
+            jobs: Arc::new(jobs::JobRuntime::new(delivery)),
             secrets: Arc::default(),
         }
     }

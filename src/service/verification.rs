@@ -65,7 +65,7 @@ fn parse_channel(raw: Option<&str>) -> ServiceResult<Channel> {
     }
 }
 
-fn code_context(session_id: &str) -> String {
+pub(super) fn code_context(session_id: &str) -> String {
     format!("code:{session_id}")
 }
 
@@ -78,6 +78,7 @@ impl Service {
         phone: PhoneNumber,
         template: Option<Template>,
         code: &Code,
+        flow_step: Option<i64>,
     ) -> ServiceResult<(DeliveryTarget, NewAttempt)> {
         let (route_index, route) = self.routing.pick(channel).ok_or_else(|| {
             ServiceError::invalid(
@@ -105,6 +106,7 @@ impl Service {
             provider: route.provider.kind().to_string(),
             sender: target.sender.clone(),
             mcc: target.phone.mcc().map(i64::from),
+            flow_step,
             sending: self.sending_info(&target, code),
         };
         Ok((target, attempt))
@@ -202,7 +204,13 @@ impl Service {
                 )
             }
         };
-        let (target, attempt) = self.plan(channel, phone, template, &code)?;
+        // The first node runs after the first attempt, if the flow has any.
+        let next_step = flow
+            .as_ref()
+            .filter(|f| !f.nodes.is_empty())
+            .map(|f| (f.flow_id, 0));
+        let (target, attempt) =
+            self.plan(channel, phone, template, &code, next_step.map(|(_, s)| s))?;
         let to = target.phone.digits().to_string();
         let verification_id = self
             .commit_send(
@@ -234,8 +242,10 @@ impl Service {
                     }),
                     attempt: attempt.clone(),
                     now_ms,
+                    claim: self.new_claim(now_ms),
                 },
                 &target,
+                next_step,
             )
             .await?;
         Ok(SendResult {
@@ -246,11 +256,13 @@ impl Service {
     }
 
     /// Writes a send in one store transaction (drawing a new id on the rare clash of its
-    /// random part), then delivers its attempt with the code in effect for the session.
+    /// random part), with its attempt and that attempt's deliver job claimed by this process,
+    /// then starts the delivery in its own task and answers: the send is durable from here.
     async fn commit_send(
         &self,
         build: impl Fn(&str, i64) -> NewSend,
         target: &DeliveryTarget,
+        next_step: Option<(i64, i64)>,
     ) -> ServiceResult<String> {
         for _ in 0..SEND_ID_TRIES {
             let now_ms = self.now_ms();
@@ -260,6 +272,7 @@ impl Service {
                     session_id,
                     attempt_id,
                     code_sealed,
+                    job,
                 }) => {
                     let code = self
                         .keys
@@ -275,13 +288,20 @@ impl Service {
                         send.kind = send.kind,
                         "send accepted"
                     );
-                    self.deliver(Delivery {
+                    self.metrics.send(send.kind);
+                    self.metrics
+                        .attempt(target.channel.as_str(), crate::store::gateway::SENDING);
+                    let svc = self.clone();
+                    let delivery = Delivery {
+                        job,
                         attempt_id,
                         verification_id: send.verification_id.clone(),
+                        session_id,
+                        next_step,
                         code: Code::supplied(&code),
                         target: target.clone(),
-                    })
-                    .await;
+                    };
+                    self.spawn_tracked(async move { svc.deliver(delivery).await });
                     return Ok(send.verification_id);
                 }
                 Ok(other) => return Err(outcome_error(other)),
@@ -317,7 +337,7 @@ impl Service {
         })?;
         let kind = CodeType::from_i64(session.code_type).unwrap_or(CodeType::Numeric);
         let fresh = Code::generate(kind, session.code_length.clamp(4, 10) as u8);
-        let (target, attempt) = self.plan(channel, phone, template, &fresh)?;
+        let (target, attempt) = self.plan(channel, phone, template, &fresh, None)?;
         let verification_id = self
             .commit_send(
                 |verification_id, now_ms| NewSend {
@@ -340,8 +360,10 @@ impl Service {
                     },
                     attempt: attempt.clone(),
                     now_ms,
+                    claim: self.new_claim(now_ms),
                 },
                 &target,
+                None,
             )
             .await?;
         Ok(SendResult {
@@ -384,6 +406,7 @@ impl Service {
             .await?
         {
             VerifyLookup::Unknown => {
+                self.metrics.verify("unknown");
                 return Ok(VerifyResult {
                     verification_id: verification_id.to_string(),
                     to: None,
@@ -398,6 +421,14 @@ impl Service {
                 session,
             } => (outcome, verification, session),
         };
+        self.metrics.verify(match outcome {
+            VerifyOutcome::Matched => "matched",
+            VerifyOutcome::NotSubmitted => "not_submitted",
+            VerifyOutcome::Wrong { locked_now: false } => "wrong",
+            VerifyOutcome::Wrong { locked_now: true } | VerifyOutcome::Locked => "locked",
+            VerifyOutcome::AlreadyVerified => "already_verified",
+            VerifyOutcome::Expired => "expired",
+        });
         tracing::info!(
             verification.id = %verification_id,
             session.id = %session.id,

@@ -82,7 +82,6 @@ pub trait Store: Send + Sync + 'static {
         order_id: &str,
     ) -> StoreResult<Option<Session>>;
     async fn attempts_for_session(&self, session_id: &str) -> StoreResult<Vec<Attempt>>;
-    async fn update_attempt(&self, attempt_id: i64, update: &AttemptUpdate) -> StoreResult<()>;
     /// One atomic verify in one store call: finds the verification and its session, checks the
     /// tenant, computes the candidate hash with `hash` (given the session), decides, and records
     /// the result.
@@ -93,6 +92,57 @@ pub trait Store: Send + Sync + 'static {
         hash: CandidateHash,
         now_ms: i64,
     ) -> StoreResult<VerifyLookup>;
+
+    // Delivery engine
+    /// Claims up to `limit` jobs whose time has come (or whose claim lapsed), oldest first,
+    /// for `owner` until `lease_until_ms`.
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Job>>;
+    /// Records a job's outcome in one transaction; `false` (and nothing written) when the
+    /// claim is no longer held.
+    async fn finish_job(&self, outcome: &JobOutcome) -> StoreResult<bool>;
+    /// Writes jobs that do not exist yet (by key).
+    async fn ensure_jobs(&self, jobs: &[NewJob], now_ms: i64) -> StoreResult<()>;
+    /// Moves a waiting attempt to `sending` if its session is still open (see [`StartAttempt`]).
+    async fn start_attempt(&self, attempt_id: i64, now_ms: i64) -> StoreResult<StartAttempt>;
+    /// Writes a flow node's attempt and its deliver job if the session is still open and the
+    /// flow job's claim is held, and removes the flow job.
+    async fn fire_flow_step(&self, fire: &FlowFire) -> StoreResult<FlowFired>;
+    /// A session and all its attempts, oldest first.
+    async fn session_with_attempts(
+        &self,
+        session_id: &str,
+    ) -> StoreResult<Option<(Session, Vec<Attempt>)>>;
+    async fn attempt_by_message(
+        &self,
+        route: &str,
+        message_id: &str,
+    ) -> StoreResult<Option<Attempt>>;
+    /// Applies a delivery receipt if `guard` still holds, and drops the attempt's receipt
+    /// timeout; `false` when the attempt had been settled already.
+    async fn apply_receipt(
+        &self,
+        attempt_id: i64,
+        guard: AttemptGuard,
+        update: &AttemptUpdate,
+    ) -> StoreResult<bool>;
+    /// `(attempt id, message id)` of attempts on `route` still waiting for their receipt.
+    async fn pending_receipts(&self, route: &str, limit: i64) -> StoreResult<Vec<(i64, String)>>;
+    async fn job_stats(&self, now_ms: i64) -> StoreResult<JobStats>;
+    /// The earliest due time of the jobs no one holds.
+    async fn next_due_ms(&self) -> StoreResult<Option<i64>>;
+    /// Frees every job `owner` holds (a worker stopping).
+    async fn release_claims(&self, owner: &str) -> StoreResult<u64>;
+    /// Frees the claims no running worker can hold: with SQLite, where one process serves a
+    /// database, every claim found at start-up.
+    async fn recover_claims(&self, now_ms: i64) -> StoreResult<u64>;
+    /// Jobs in due order, for operators and tests.
+    async fn list_jobs(&self, limit: i64) -> StoreResult<Vec<Job>>;
 
     // Conversion feedback
     async fn upsert_backfill_rate(&self, r: &BackfillRate) -> StoreResult<()>;

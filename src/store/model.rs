@@ -128,6 +128,8 @@ pub mod report {
     pub const PENDING: &str = "pending";
     pub const SUCCESS: &str = "success";
     pub const FAIL: &str = "fail";
+    /// The reason given when the receipt timeout passes.
+    pub const NO_DELIVERY_REPORT: &str = "no delivery report";
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +158,18 @@ pub struct Attempt {
     pub created_ms: i64,
     pub send_ms: Option<i64>,
     pub done_ms: Option<i64>,
+    /// The flow node to schedule once this attempt is handed to its route.
+    pub flow_step: Option<i64>,
+    pub ring_ms: Option<i64>,
+    pub answer_ms: Option<i64>,
+    pub termination_code: Option<i64>,
+}
+
+impl Attempt {
+    /// Whether the carrier has confirmed delivery (for a call: the call was answered).
+    pub fn delivered(&self) -> bool {
+        self.report_state == report::SUCCESS
+    }
 }
 
 /// What changes on an attempt; `None` leaves a column as it is.
@@ -175,6 +189,9 @@ pub struct AttemptUpdate {
     pub charged_duration: Option<i64>,
     pub send_ms: Option<i64>,
     pub done_ms: Option<i64>,
+    pub ring_ms: Option<i64>,
+    pub answer_ms: Option<i64>,
+    pub termination_code: Option<i64>,
 }
 
 /// A code ready to be stored: its keyed hash and its sealed form.
@@ -216,6 +233,8 @@ pub struct NewAttempt {
     pub provider: String,
     pub sender: Option<String>,
     pub mcc: Option<i64>,
+    /// The flow node to schedule once this attempt is handed to its route.
+    pub flow_step: Option<i64>,
     /// Set when the attempt is handed to its route right after the commit: it is written
     /// straight in the `sending` state with what is known of the message.
     pub sending: Option<SendingInfo>,
@@ -244,6 +263,8 @@ pub struct NewSend {
     pub target: SendTarget,
     pub attempt: NewAttempt,
     pub now_ms: i64,
+    /// Who delivers the attempt: its deliver job is written already claimed by them.
+    pub claim: NewClaim,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,6 +274,8 @@ pub enum SendOutcome {
         attempt_id: i64,
         /// The sealed code in effect for the session after this send.
         code_sealed: String,
+        /// The attempt's deliver job, claimed as asked.
+        job: JobRef,
     },
     DuplicateOrder {
         verification_id: String,
@@ -299,6 +322,7 @@ pub struct OutboxEntry {
     pub sender: Option<String>,
     pub text: String,
     pub verification_id: String,
+    pub attempt_id: Option<i64>,
 }
 
 /// Computes the keyed hash of the typed code for a session (the store never sees keys).
@@ -319,4 +343,213 @@ pub enum VerifyLookup {
         /// The session after the verify.
         session: Session,
     },
+}
+
+/// Kinds of job.
+pub mod job_kind {
+    /// Hand an attempt to its route.
+    pub const DELIVER: &str = "deliver";
+    /// Fire a flow node.
+    pub const FLOW: &str = "flow";
+    /// The receipt timeout of an accepted attempt.
+    pub const RECEIPT: &str = "receipt";
+    /// Poll the routes that cannot push receipts.
+    pub const SYNC: &str = "sync";
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub key: String,
+    pub kind: String,
+    pub session_id: Option<String>,
+    /// deliver / receipt: the attempt; flow: the attempt before the node.
+    pub attempt_id: Option<i64>,
+    /// flow: the index of the node.
+    pub step: Option<i64>,
+    /// When it may run.
+    pub due_ms: i64,
+    pub owner: Option<String>,
+    /// When the current claim lapses.
+    pub lease_ms: Option<i64>,
+    /// Claims so far; together with the owner, the token of the current claim.
+    pub tries: i64,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+}
+
+impl Job {
+    /// The claim this copy of the job was read under.
+    pub fn claim(&self) -> JobRef {
+        JobRef {
+            id: self.id,
+            owner: self.owner.clone().unwrap_or_default(),
+            tries: self.tries,
+        }
+    }
+}
+
+/// One claim on one job: acting on a job whose claim lapsed (and was taken by someone else)
+/// changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRef {
+    pub id: i64,
+    pub owner: String,
+    pub tries: i64,
+}
+
+/// A job written already claimed, for work the writer goes on to do itself.
+#[derive(Debug, Clone)]
+pub struct NewClaim {
+    pub owner: String,
+    /// When the claim lapses if its owner disappears.
+    pub lease_until_ms: i64,
+}
+
+/// A job to write. Jobs are unique by key: writing one that exists does nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    pub key: String,
+    pub kind: &'static str,
+    pub session_id: Option<String>,
+    pub attempt_id: Option<i64>,
+    pub step: Option<i64>,
+    pub due_ms: i64,
+}
+
+impl NewJob {
+    /// Node `step` of a session's flow, after `previous_attempt`.
+    pub fn flow(session_id: &str, previous_attempt: i64, step: i64, due_ms: i64) -> Self {
+        Self {
+            key: format!("flow:{session_id}:{step}"),
+            kind: job_kind::FLOW,
+            session_id: Some(session_id.to_string()),
+            attempt_id: Some(previous_attempt),
+            step: Some(step),
+            due_ms,
+        }
+    }
+
+    /// The receipt timeout of an attempt.
+    pub fn receipt_timeout(attempt_id: i64, due_ms: i64) -> Self {
+        Self {
+            key: format!("receipt:{attempt_id}"),
+            kind: job_kind::RECEIPT,
+            session_id: None,
+            attempt_id: Some(attempt_id),
+            step: None,
+            due_ms,
+        }
+    }
+
+    /// The one receipt-polling job.
+    pub fn sync(due_ms: i64) -> Self {
+        Self {
+            key: "sync".into(),
+            kind: job_kind::SYNC,
+            session_id: None,
+            attempt_id: None,
+            step: None,
+            due_ms,
+        }
+    }
+}
+
+/// Which attempts an outcome may change: anything else was settled by someone else first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptGuard {
+    /// Gateway state is one of these.
+    Gateway(&'static [&'static str]),
+    /// No receipt has settled it: the report is `unknown` or `pending`, or failed only by the
+    /// receipt timeout (a late receipt still tells the truth).
+    Unconfirmed,
+}
+
+impl AttemptGuard {
+    pub fn allows(self, a: &Attempt) -> bool {
+        match self {
+            AttemptGuard::Gateway(states) => states.contains(&a.gateway_state.as_str()),
+            AttemptGuard::Unconfirmed => match a.report_state.as_str() {
+                report::UNKNOWN | report::PENDING => true,
+                report::FAIL => a.reason.as_deref() == Some(report::NO_DELIVERY_REPORT),
+                _ => false,
+            },
+        }
+    }
+}
+
+/// What becomes of a job when its work is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobNext {
+    /// Done: the job is deleted.
+    Delete,
+    /// Free it to run again at `due_ms` (a retry), noting why.
+    Retry { due_ms: i64, error: String },
+    /// Free it to run again at `due_ms` (a recurring job).
+    Reschedule { due_ms: i64 },
+}
+
+/// One job's outcome, recorded in one transaction: the attempt's new state, the jobs that
+/// follow from it, and the job itself.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    pub job: JobRef,
+    pub now_ms: i64,
+    pub attempt: Option<(i64, AttemptGuard, AttemptUpdate)>,
+    pub follow_ups: Vec<NewJob>,
+    pub next: JobNext,
+}
+
+/// What a worker finds when it picks up an attempt's deliver job.
+// Read once per job and consumed at once.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum StartAttempt {
+    /// The attempt was waiting and its session is open: it is now `sending`.
+    Ready { attempt: Attempt, session: Session },
+    /// The session was verified, locked or expired before the attempt went out.
+    Closed { attempt: Attempt },
+    /// The attempt was being handed to its route when its worker vanished: whether the route
+    /// took it is unknown, so it is not sent again.
+    Interrupted { attempt: Attempt, session: Session },
+    /// Already settled, or gone: nothing to do.
+    Settled,
+}
+
+/// A flow node's attempt, written when the node fires.
+#[derive(Debug, Clone)]
+pub struct FlowFire {
+    pub job: JobRef,
+    pub session_id: String,
+    /// The verification id the new attempt belongs to (that of the attempt before it).
+    pub verification_id: String,
+    pub attempt: NewAttempt,
+    pub now_ms: i64,
+    pub claim: NewClaim,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowFired {
+    /// The attempt and its (claimed) deliver job exist; the flow job is gone.
+    Created {
+        attempt_id: i64,
+        job: JobRef,
+        code_sealed: String,
+    },
+    /// The session ended first: nothing was written but the flow job's removal.
+    Closed,
+    /// The flow job's claim was lost: someone else has it.
+    Lost,
+}
+
+/// The queue at a glance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobStats {
+    /// Every job, claimed or not.
+    pub total: i64,
+    /// Jobs whose time has come and that no one holds (or whose claim lapsed).
+    pub due: i64,
+    /// The due time of the oldest of those.
+    pub oldest_due_ms: Option<i64>,
 }

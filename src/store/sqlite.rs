@@ -21,7 +21,10 @@ use crate::crypto::ct_eq_str;
 use crate::domain::session::{SessionStatus, decide_verify};
 
 /// The embedded migrations, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_jobs.sql")),
+];
 
 /// Most jobs committed together.
 const MAX_GROUP: usize = 128;
@@ -34,13 +37,13 @@ trait WriteJob: Send {
     fn finish(self: Box<Self>, commit_error: Option<&str>);
 }
 
-struct Job<T, F> {
+struct WriteOp<T, F> {
     f: Option<F>,
     result: Option<StoreResult<T>>,
     reply: oneshot::Sender<StoreResult<T>>,
 }
 
-impl<T, F> WriteJob for Job<T, F>
+impl<T, F> WriteJob for WriteOp<T, F>
 where
     T: Send,
     F: FnOnce(&Connection) -> StoreResult<T> + Send,
@@ -269,7 +272,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job: BoxedJob = Box::new(Job {
+        let job: BoxedJob = Box::new(WriteOp {
             f: Some(f),
             result: None,
             reply,
@@ -597,7 +600,149 @@ fn attempt_from(r: &Row) -> rusqlite::Result<Attempt> {
         created_ms: r.get("created_ms")?,
         send_ms: r.get("send_ms")?,
         done_ms: r.get("done_ms")?,
+        flow_step: r.get("flow_step")?,
+        ring_ms: r.get("ring_ms")?,
+        answer_ms: r.get("answer_ms")?,
+        termination_code: r.get("termination_code")?,
     })
+}
+
+fn load_attempt(conn: &Connection, id: i64) -> StoreResult<Option<Attempt>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM attempts WHERE id = ?1")?
+        .query_row([id], attempt_from)
+        .optional()?)
+}
+
+fn load_attempts(conn: &Connection, session_id: &str) -> StoreResult<Vec<Attempt>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM attempts WHERE session_id = ?1 ORDER BY id")?
+        .query_map([session_id], attempt_from)?
+        .collect::<Result<_, _>>()?)
+}
+
+fn job_from(r: &Row) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        key: r.get(1)?,
+        kind: r.get(2)?,
+        session_id: r.get(3)?,
+        attempt_id: r.get(4)?,
+        step: r.get(5)?,
+        due_ms: r.get(6)?,
+        owner: r.get(7)?,
+        lease_ms: r.get(8)?,
+        tries: r.get(9)?,
+        last_error: r.get(10)?,
+        created_ms: r.get(11)?,
+    })
+}
+
+/// The job columns in the order [`job_from`] reads them.
+macro_rules! job_cols {
+    () => {
+        "id, key, kind, session_id, attempt_id, step, due_ms, owner, lease_ms, tries, last_error, created_ms"
+    };
+}
+
+/// Writes a job unless one with its key exists.
+fn insert_job(conn: &Connection, j: &NewJob, now_ms: i64) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO jobs (key, kind, session_id, attempt_id, step, due_ms, created_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (key) DO NOTHING",
+    )?
+    .execute(params![
+        j.key,
+        j.kind,
+        j.session_id,
+        j.attempt_id,
+        j.step,
+        j.due_ms,
+        now_ms
+    ])?;
+    Ok(())
+}
+
+/// Writes an attempt's deliver job, already claimed by whoever goes on to deliver it.
+fn insert_claimed_delivery(
+    conn: &Connection,
+    session_id: &str,
+    attempt_id: i64,
+    claim: &NewClaim,
+    now_ms: i64,
+) -> StoreResult<JobRef> {
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO jobs (key, kind, session_id, attempt_id, due_ms, owner, lease_ms, tries, created_ms) \
+             VALUES (?1, 'deliver', ?2, ?3, ?4, ?5, ?6, 1, ?4) RETURNING id",
+        )?
+        .query_row(
+            params![
+                format!("deliver:{attempt_id}"),
+                session_id,
+                attempt_id,
+                now_ms,
+                claim.owner,
+                claim.lease_until_ms,
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(JobRef {
+        id,
+        owner: claim.owner.clone(),
+        tries: 1,
+    })
+}
+
+fn claim_held(conn: &Connection, job: &JobRef) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1 AND owner = ?2 AND tries = ?3")?
+        .query_row(params![job.id, job.owner, job.tries], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Inserts an attempt: straight into `sending` when it is handed to its route right away.
+fn insert_attempt(
+    conn: &Connection,
+    session_id: &str,
+    verification_id: &str,
+    tenant_id: i64,
+    a: &NewAttempt,
+    now_ms: i64,
+) -> StoreResult<i64> {
+    let sending = a.sending.clone().unwrap_or_default();
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO attempts (session_id, verification_id, tenant_id, channel, route, provider, sender, \
+             gateway_state, report_state, mcc, encoding, segments, price_micros, rate_micros, bill_period, \
+             created_ms, send_ms, flow_step) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                session_id,
+                verification_id,
+                tenant_id,
+                a.channel,
+                a.route,
+                a.provider,
+                a.sender,
+                if a.sending.is_some() { gateway::SENDING } else { gateway::PENDING },
+                if a.sending.is_some() { report::PENDING } else { report::UNKNOWN },
+                a.mcc,
+                sending.encoding,
+                sending.segments,
+                sending.price_micros,
+                sending.rate_micros,
+                sending.bill_period,
+                now_ms,
+                a.sending.as_ref().map(|_| now_ms),
+                a.flow_step,
+            ],
+            |r| r.get(0),
+        )?)
 }
 
 /// Counts sends in the window and, when under every limit, records this one. An app with no
@@ -720,40 +865,20 @@ fn create_send(conn: &Connection, s: &NewSend) -> StoreResult<SendOutcome> {
         )?
         .execute(params![s.tenant_id, order_id, s.verification_id])?;
     }
-    let sending = a.sending.clone().unwrap_or_default();
-    let attempt_id: i64 = conn
-        .prepare_cached(
-            "INSERT INTO attempts (session_id, verification_id, tenant_id, channel, route, provider, sender, \
-             gateway_state, report_state, mcc, encoding, segments, price_micros, rate_micros, bill_period, \
-             created_ms, send_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
-             RETURNING id",
-        )?
-        .query_row(
-            params![
-                session_id,
-                s.verification_id,
-                s.tenant_id,
-                a.channel,
-                a.route,
-                a.provider,
-                a.sender,
-                if a.sending.is_some() { gateway::SENDING } else { gateway::PENDING },
-                if a.sending.is_some() { report::PENDING } else { report::UNKNOWN },
-                a.mcc,
-                sending.encoding,
-                sending.segments,
-                sending.price_micros,
-                sending.rate_micros,
-                sending.bill_period,
-                s.now_ms,
-                a.sending.as_ref().map(|_| s.now_ms),
-            ],
-            |r| r.get(0),
-        )?;
+    let attempt_id = insert_attempt(
+        conn,
+        &session_id,
+        &s.verification_id,
+        s.tenant_id,
+        a,
+        s.now_ms,
+    )?;
+    let job = insert_claimed_delivery(conn, &session_id, attempt_id, &s.claim, s.now_ms)?;
     Ok(SendOutcome::Created {
         session_id,
         attempt_id,
         code_sealed,
+        job,
     })
 }
 
@@ -766,7 +891,9 @@ fn update_attempt(conn: &Connection, id: i64, u: &AttemptUpdate) -> StoreResult<
              price_micros = COALESCE(?8, price_micros), rate_micros = COALESCE(?9, rate_micros), \
              bill_period = COALESCE(?10, bill_period), call_duration = COALESCE(?11, call_duration), \
              charged_duration = COALESCE(?12, charged_duration), send_ms = COALESCE(?13, send_ms), \
-             done_ms = COALESCE(?14, done_ms) WHERE id = ?15 RETURNING session_id",
+             done_ms = COALESCE(?14, done_ms), ring_ms = COALESCE(?15, ring_ms), \
+             answer_ms = COALESCE(?16, answer_ms), termination_code = COALESCE(?17, termination_code) \
+             WHERE id = ?18 RETURNING session_id",
         )?
         .query_row(
             params![
@@ -784,6 +911,9 @@ fn update_attempt(conn: &Connection, id: i64, u: &AttemptUpdate) -> StoreResult<
                 u.charged_duration,
                 u.send_ms,
                 u.done_ms,
+                u.ring_ms,
+                u.answer_ms,
+                u.termination_code,
                 id
             ],
             |r| r.get(0),
@@ -798,6 +928,114 @@ fn update_attempt(conn: &Connection, id: i64, u: &AttemptUpdate) -> StoreResult<
             .execute([session_id])?;
     }
     Ok(())
+}
+
+/// Applies `u` if the attempt exists and `guard` allows it.
+fn guarded_update(
+    conn: &Connection,
+    id: i64,
+    guard: AttemptGuard,
+    u: &AttemptUpdate,
+) -> StoreResult<bool> {
+    match load_attempt(conn, id)? {
+        Some(a) if guard.allows(&a) => {
+            update_attempt(conn, id, u)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+fn finish_job(conn: &Connection, o: &JobOutcome) -> StoreResult<bool> {
+    if !claim_held(conn, &o.job)? {
+        return Ok(false);
+    }
+    if let Some((id, guard, update)) = &o.attempt {
+        guarded_update(conn, *id, *guard, update)?;
+    }
+    for j in &o.follow_ups {
+        insert_job(conn, j, o.now_ms)?;
+    }
+    match &o.next {
+        JobNext::Delete => {
+            conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
+                .execute([o.job.id])?;
+        }
+        JobNext::Retry { due_ms, error } => {
+            conn.prepare_cached(
+                "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = ?1, last_error = ?2 WHERE id = ?3",
+            )?
+            .execute(params![due_ms, error, o.job.id])?;
+        }
+        JobNext::Reschedule { due_ms } => {
+            conn.prepare_cached(
+                "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = ?1 WHERE id = ?2",
+            )?
+            .execute(params![due_ms, o.job.id])?;
+        }
+    }
+    Ok(true)
+}
+
+fn start_attempt(conn: &Connection, id: i64, now_ms: i64) -> StoreResult<StartAttempt> {
+    let Some(attempt) = load_attempt(conn, id)? else {
+        return Ok(StartAttempt::Settled);
+    };
+    let Some(session) = load_session(conn, &attempt.session_id)? else {
+        return Ok(StartAttempt::Settled);
+    };
+    match attempt.gateway_state.as_str() {
+        gateway::CREATE | gateway::PENDING => {
+            if session.status != SessionStatus::Pending || now_ms >= session.expires_ms {
+                return Ok(StartAttempt::Closed { attempt });
+            }
+            let update = AttemptUpdate {
+                gateway_state: Some(gateway::SENDING.into()),
+                report_state: Some(report::PENDING.into()),
+                send_ms: Some(now_ms),
+                ..AttemptUpdate::default()
+            };
+            update_attempt(conn, id, &update)?;
+            let attempt = load_attempt(conn, id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("attempt {id} vanished")))?;
+            Ok(StartAttempt::Ready { attempt, session })
+        }
+        gateway::SENDING => Ok(StartAttempt::Interrupted { attempt, session }),
+        _ => Ok(StartAttempt::Settled),
+    }
+}
+
+fn fire_flow_step(conn: &Connection, f: &FlowFire) -> StoreResult<FlowFired> {
+    if !claim_held(conn, &f.job)? {
+        return Ok(FlowFired::Lost);
+    }
+    conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
+        .execute([f.job.id])?;
+    let session = match load_session(conn, &f.session_id)? {
+        Some(s) if s.status == SessionStatus::Pending && f.now_ms < s.expires_ms => s,
+        _ => return Ok(FlowFired::Closed),
+    };
+    let Some(code_sealed) = session.code_enc.clone() else {
+        return Ok(FlowFired::Closed);
+    };
+    let attempt_id = insert_attempt(
+        conn,
+        &session.id,
+        &f.verification_id,
+        session.tenant_id,
+        &f.attempt,
+        f.now_ms,
+    )?;
+    if f.attempt.sending.is_some() {
+        conn.prepare_cached("UPDATE sessions SET submitted = 1 WHERE id = ?1 AND submitted = 0")?
+            .execute([&session.id])?;
+    }
+    let job = insert_claimed_delivery(conn, &session.id, attempt_id, &f.claim, f.now_ms)?;
+    Ok(FlowFired::Created {
+        attempt_id,
+        job,
+        code_sealed,
+    })
 }
 
 fn load_verification_session(
@@ -1180,20 +1418,7 @@ impl Store for SqliteStore {
 
     async fn attempts_for_session(&self, session_id: &str) -> StoreResult<Vec<Attempt>> {
         let id = session_id.to_string();
-        self.read(move |c| {
-            Ok(
-                c.prepare_cached("SELECT * FROM attempts WHERE session_id = ?1 ORDER BY id")?
-                    .query_map([id], attempt_from)?
-                    .collect::<Result<_, _>>()?,
-            )
-        })
-        .await
-    }
-
-    async fn update_attempt(&self, attempt_id: i64, update: &AttemptUpdate) -> StoreResult<()> {
-        let update = update.clone();
-        self.write(move |c| update_attempt(c, attempt_id, &update))
-            .await
+        self.read(move |c| load_attempts(c, &id)).await
     }
 
     async fn verify(
@@ -1206,6 +1431,177 @@ impl Store for SqliteStore {
         let id = verification_id.to_string();
         self.write(move |c| verify(c, &id, tenant_id, hash, now_ms))
             .await
+    }
+
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Job>> {
+        let owner = owner.to_string();
+        self.write(move |c| {
+            Ok(c.prepare_cached(concat!(
+                "UPDATE jobs SET owner = ?1, tries = tries + 1, lease_ms = ?2 WHERE id IN \
+                 (SELECT id FROM jobs WHERE due_ms <= ?3 AND (lease_ms IS NULL OR lease_ms <= ?3) \
+                 ORDER BY due_ms LIMIT ?4) RETURNING ",
+                job_cols!()
+            ))?
+            .query_map(params![owner, lease_until_ms, now_ms, limit], job_from)?
+            .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn finish_job(&self, outcome: &JobOutcome) -> StoreResult<bool> {
+        let outcome = outcome.clone();
+        self.write(move |c| finish_job(c, &outcome)).await
+    }
+
+    async fn ensure_jobs(&self, jobs: &[NewJob], now_ms: i64) -> StoreResult<()> {
+        let jobs = jobs.to_vec();
+        self.write(move |c| {
+            for j in &jobs {
+                insert_job(c, j, now_ms)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn start_attempt(&self, attempt_id: i64, now_ms: i64) -> StoreResult<StartAttempt> {
+        self.write(move |c| start_attempt(c, attempt_id, now_ms))
+            .await
+    }
+
+    async fn fire_flow_step(&self, fire: &FlowFire) -> StoreResult<FlowFired> {
+        let fire = fire.clone();
+        self.write(move |c| fire_flow_step(c, &fire)).await
+    }
+
+    async fn session_with_attempts(
+        &self,
+        session_id: &str,
+    ) -> StoreResult<Option<(Session, Vec<Attempt>)>> {
+        let id = session_id.to_string();
+        self.read(move |c| match load_session(c, &id)? {
+            Some(s) => Ok(Some((s, load_attempts(c, &id)?))),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn attempt_by_message(
+        &self,
+        route: &str,
+        message_id: &str,
+    ) -> StoreResult<Option<Attempt>> {
+        let (route, message_id) = (route.to_string(), message_id.to_string());
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT * FROM attempts WHERE route = ?1 AND provider_message_id = ?2 \
+                 AND provider_message_id IS NOT NULL ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(params![route, message_id], attempt_from)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn apply_receipt(
+        &self,
+        attempt_id: i64,
+        guard: AttemptGuard,
+        update: &AttemptUpdate,
+    ) -> StoreResult<bool> {
+        let update = update.clone();
+        self.write(move |c| {
+            let applied = guarded_update(c, attempt_id, guard, &update)?;
+            if applied {
+                c.prepare_cached("DELETE FROM jobs WHERE key = ?1")?
+                    .execute([format!("receipt:{attempt_id}")])?;
+            }
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn pending_receipts(&self, route: &str, limit: i64) -> StoreResult<Vec<(i64, String)>> {
+        let route = route.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT id, provider_message_id FROM attempts WHERE route = ?1 AND report_state = 'pending' \
+                 AND provider_message_id IS NOT NULL ORDER BY id LIMIT ?2",
+            )?
+            .query_map(params![route, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn job_stats(&self, now_ms: i64) -> StoreResult<JobStats> {
+        self.read(move |c| {
+            let total: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM jobs")?
+                .query_row([], |r| r.get(0))?;
+            let (due, oldest_due_ms): (i64, Option<i64>) = c
+                .prepare_cached(
+                    "SELECT COUNT(*), MIN(due_ms) FROM jobs WHERE due_ms <= ?1 \
+                     AND (lease_ms IS NULL OR lease_ms <= ?1)",
+                )?
+                .query_row([now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(JobStats {
+                total,
+                due,
+                oldest_due_ms,
+            })
+        })
+        .await
+    }
+
+    async fn next_due_ms(&self) -> StoreResult<Option<i64>> {
+        self.lookup(|c| {
+            Ok(
+                c.prepare_cached("SELECT MIN(due_ms) FROM jobs WHERE owner IS NULL")?
+                    .query_row([], |r| r.get(0))?,
+            )
+        })
+        .await
+    }
+
+    async fn release_claims(&self, owner: &str) -> StoreResult<u64> {
+        let owner = owner.to_string();
+        self.write(move |c| {
+            Ok(
+                c.prepare_cached("UPDATE jobs SET owner = NULL, lease_ms = NULL WHERE owner = ?1")?
+                    .execute([owner])? as u64,
+            )
+        })
+        .await
+    }
+
+    async fn recover_claims(&self, now_ms: i64) -> StoreResult<u64> {
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "UPDATE jobs SET owner = NULL, lease_ms = NULL WHERE owner IS NOT NULL AND due_ms <= ?1",
+            )?
+            .execute([now_ms])? as u64)
+        })
+        .await
+    }
+
+    async fn list_jobs(&self, limit: i64) -> StoreResult<Vec<Job>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(concat!(
+                "SELECT ",
+                job_cols!(),
+                " FROM jobs ORDER BY due_ms, id LIMIT ?1"
+            ))?
+            .query_map([limit], job_from)?
+            .collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
     async fn upsert_backfill_rate(&self, r: &BackfillRate) -> StoreResult<()> {
@@ -1250,10 +1646,10 @@ impl Store for SqliteStore {
         let e = e.clone();
         self.write(move |c| {
             c.prepare_cached(
-                "INSERT INTO console_outbox (at_ms, channel, to_number, sender, text, verification_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO console_outbox (at_ms, channel, to_number, sender, text, verification_id, attempt_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![e.at_ms, e.channel, e.to, e.sender, e.text, e.verification_id])?;
+            .execute(params![e.at_ms, e.channel, e.to, e.sender, e.text, e.verification_id, e.attempt_id])?;
             Ok(())
         })
         .await
@@ -1272,6 +1668,7 @@ impl Store for SqliteStore {
                             sender: r.get("sender")?,
                             text: r.get("text")?,
                             verification_id: r.get("verification_id")?,
+                            attempt_id: r.get("attempt_id")?,
                         })
                     })?
                     .collect::<Result<_, _>>()?,

@@ -19,7 +19,10 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
+    /// The first route's provider.
     pub provider: Arc<MemoryProvider>,
+    /// Every route's provider, in route order.
+    pub providers: Vec<Arc<MemoryProvider>>,
     pub service: Service,
     pub key: String,
     pub secret: String,
@@ -44,6 +47,31 @@ impl TestApp {
 
     /// Starts a server; `tweak` may change the configuration first.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_routes(tweak, |clock| {
+            vec![Arc::new(MemoryProvider::named("memory", clock))]
+        })
+        .await
+    }
+
+    /// Two routes, `route-a` then `route-b`, each with its own in-memory provider.
+    pub async fn spawn_two_routes() -> Self {
+        Self::spawn_routes(
+            |_| {},
+            |clock| {
+                vec![
+                    Arc::new(MemoryProvider::named("route-a", clock.clone())),
+                    Arc::new(MemoryProvider::named("route-b", clock)),
+                ]
+            },
+        )
+        .await
+    }
+
+    /// Starts a server whose routes are the providers `routes` builds (named after them).
+    pub async fn spawn_routes(
+        tweak: impl FnOnce(&mut Config),
+        routes: impl FnOnce(otpgate::clock::SharedClock) -> Vec<Arc<MemoryProvider>>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = format!("sqlite://{}", dir.path().join("otpgate.db").display());
         let mut cfg = Config {
@@ -55,14 +83,18 @@ impl TestApp {
         tweak(&mut cfg);
         let v = cfg.validate().expect("valid test configuration");
         let clock = Arc::new(ManualClock::starting_now());
-        let provider = Arc::new(MemoryProvider::new(clock.clone()));
+        let providers = routes(clock.clone());
         let server = Server::build(
             &cfg,
             &v,
             Options {
                 clock: clock.clone(),
-                provider: Some(provider.clone() as Arc<dyn Provider>),
+                routes: providers
+                    .iter()
+                    .map(|p| (p.name().to_string(), p.clone() as Arc<dyn Provider>))
+                    .collect(),
                 print_console: false,
+                workers: false,
             },
         )
         .await
@@ -78,7 +110,8 @@ impl TestApp {
             base,
             client: reqwest::Client::new(),
             clock,
-            provider,
+            provider: providers[0].clone(),
+            providers,
             service,
             key: created.tenant.api_key,
             secret: created.api_secret,
@@ -112,9 +145,28 @@ impl TestApp {
         self.clock.now().timestamp()
     }
 
-    /// Sends a request, asserts HTTP 200 and returns the JSON envelope.
+    /// Runs what the request started and every job due at the clock's time, to the end: the
+    /// server's workers are off in tests, so nothing happens behind a test's back.
+    pub async fn drain(&self) -> usize {
+        self.service.drain().await.expect("jobs drain")
+    }
+
+    /// Moves the clock, then runs what came due.
+    pub async fn advance_and_drain(&self, secs: i64) -> usize {
+        self.advance(secs);
+        self.drain().await
+    }
+
+    /// Every job in the queue, in due order.
+    pub async fn jobs(&self) -> Vec<otpgate::store::Job> {
+        self.service.store.list_jobs(1000).await.expect("jobs")
+    }
+
+    /// Sends a request, asserts HTTP 200 and returns the JSON envelope (after draining what
+    /// the request started).
     pub async fn envelope(&self, rb: reqwest::RequestBuilder) -> Value {
         let resp = rb.send().await.expect("request sent");
+        self.drain().await;
         let status = resp.status();
         let text = resp.text().await.expect("body");
         assert_eq!(status, 200, "HTTP status must be 200, body: {text}");
