@@ -43,6 +43,13 @@ pub enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// The delivery job queue: counts, then the jobs in due order.
+    Jobs {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Messages the console provider delivered, newest first.
     Outbox {
         #[arg(long, default_value_t = 20)]
@@ -145,6 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config { .. } => Ok(()),
         Command::Tenant { command } => tenant(command, &cfg, &v).await,
+        Command::Jobs { limit, json } => jobs(&cfg, &v, limit, json).await,
         Command::Outbox { limit, json } => {
             let svc = offline_service(&cfg, &v).await?;
             let entries = svc.store.list_outbox(limit.clamp(1, 10_000)).await?;
@@ -167,6 +175,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn jobs(cfg: &Config, v: &Validated, limit: i64, json: bool) -> anyhow::Result<()> {
+    let svc = offline_service(cfg, v).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let stats = svc.store.job_stats(now).await?;
+    let list = svc.store.list_jobs(limit.clamp(1, 10_000)).await?;
+    if json {
+        let rows: Vec<_> = list
+            .iter()
+            .map(|j| {
+                serde_json::json!({"id": j.id, "kind": j.kind, "key": j.key, "due": ms_to_rfc3339(j.due_ms),
+                "owner": j.owner, "leaseUntil": j.lease_ms.map(ms_to_rfc3339), "tries": j.tries,
+                "lastError": j.last_error})
+            })
+            .collect();
+        let oldest = stats.oldest_due_ms.map(ms_to_rfc3339);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "queued": stats.total, "due": stats.due, "oldestDue": oldest, "jobs": rows
+            }))?
+        );
+        return Ok(());
+    }
+    let lag = stats
+        .oldest_due_ms
+        .map(|d| format!(", the oldest waiting {:.1} s", (now - d) as f64 / 1000.0))
+        .unwrap_or_default();
+    println!("{} jobs queued, {} due now{lag}", stats.total, stats.due);
+    for j in list {
+        let held = match (&j.owner, j.lease_ms) {
+            (Some(o), Some(l)) => format!("  held by {o} until {}", ms_to_rfc3339(l)),
+            _ => String::new(),
+        };
+        let error = j
+            .last_error
+            .map(|e| format!("  last error: {e}"))
+            .unwrap_or_default();
+        println!(
+            "{}  {:<8} {:<40} tries {}{held}{error}",
+            ms_to_rfc3339(j.due_ms),
+            j.kind,
+            j.key,
+            j.tries
+        );
+    }
+    Ok(())
 }
 
 fn config_check(cli: &Cli) -> anyhow::Result<()> {

@@ -1562,10 +1562,12 @@ impl Store for SqliteStore {
 
     async fn next_due_ms(&self) -> StoreResult<Option<i64>> {
         self.lookup(|c| {
-            Ok(
-                c.prepare_cached("SELECT MIN(due_ms) FROM jobs WHERE owner IS NULL")?
-                    .query_row([], |r| r.get(0))?,
-            )
+            // In index order, stopping at the first free job (MIN() with a WHERE scans all).
+            Ok(c.prepare_cached(
+                "SELECT due_ms FROM jobs WHERE owner IS NULL ORDER BY due_ms LIMIT 1",
+            )?
+            .query_row([], |r| r.get(0))
+            .optional()?)
         })
         .await
     }

@@ -272,6 +272,49 @@ impl TestApp {
             .to_string()
     }
 
+    /// Creates a flow from its nodes and returns its id.
+    pub async fn flow(&self, nodes: Value) -> i64 {
+        let v = self
+            .post(
+                "/v3/otp/flow/add",
+                json!({"name": format!("flow_{}", otpgate::domain::ids::random_alnum(6)), "flow": nodes}),
+            )
+            .await;
+        assert_eq!(v["status"], "0", "{v}");
+        v["data"]["flowId"].as_i64().expect("flowId")
+    }
+
+    /// Sends a code that follows `flow`; returns the verification id.
+    pub async fn send_with_flow(&self, app: &str, tpl: i64, to: &str, flow: i64) -> String {
+        let v = self
+            .post(
+                "/v3/otp/verification/send",
+                json!({"appId": app, "templateId": tpl, "to": to, "flowId": flow}),
+            )
+            .await;
+        assert_eq!(v["status"], "0", "{v}");
+        v["data"]["verificationId"]
+            .as_str()
+            .expect("verificationId")
+            .to_string()
+    }
+
+    /// The session's attempts as stored, oldest first.
+    pub async fn attempts(&self, vid: &str) -> Vec<otpgate::store::Attempt> {
+        let (_, session) = self
+            .service
+            .store
+            .verification_session(vid)
+            .await
+            .expect("store")
+            .expect("verification exists");
+        self.service
+            .store
+            .attempts_for_session(&session.id)
+            .await
+            .expect("attempts")
+    }
+
     pub async fn verify(&self, vid: &str, code: &str) -> Value {
         self.post(
             "/v3/otp/verification/verify",

@@ -89,28 +89,35 @@ pub fn sms(a: &Attempt, offset: &FixedOffset) -> Value {
     })
 }
 
-pub fn call(a: &Attempt, offset: &FixedOffset) -> Value {
-    let ok = a.report_state == report::SUCCESS;
-    let termination = match a.report_state.as_str() {
-        report::SUCCESS => 0,
-        report::FAIL => 1,
+/// The call's termination code: the provider's, or derived from the report; -1 while the call
+/// is still in progress.
+fn termination_code(a: &Attempt) -> i64 {
+    use crate::providers::termination;
+    match (a.termination_code, a.report_state.as_str()) {
+        (Some(c), _) => c,
+        (None, report::SUCCESS) => termination::ANSWERED,
+        (None, report::FAIL) => termination::FAILED,
+        _ if a.gateway_state == crate::store::gateway::FAIL => termination::FAILED,
         _ => -1,
-    };
-    let reason = match (termination, &a.reason) {
-        (_, Some(r)) => r.clone(),
-        (0, None) => "answered".into(),
-        (-1, None) => "in progress".into(),
-        _ => "failed".into(),
+    }
+}
+
+pub fn call(a: &Attempt, offset: &FixedOffset) -> Value {
+    let code = termination_code(a);
+    let reason = match (&a.reason, code) {
+        (Some(r), _) => r.clone(),
+        (None, -1) => "in progress".into(),
+        (None, c) => crate::providers::termination::reason(c).into(),
     };
     let cost = money(a.price_micros);
     json!({
-        "terminationCode": termination,
+        "terminationCode": code,
         "terminationReason": reason,
         "submitTime": time(a.created_ms, offset),
         "callTime": opt_time(a.send_ms, offset),
-        "ringingTime": Value::Null,
-        "answerTime": if ok { opt_time(a.done_ms, offset) } else { Value::Null },
-        "hangupTime": opt_time(a.done_ms, offset),
+        "ringingTime": opt_time(a.ring_ms, offset),
+        "answerTime": opt_time(a.answer_ms, offset),
+        "hangupTime": if code == -1 { Value::Null } else { opt_time(a.done_ms, offset) },
         "callDuration": a.call_duration.unwrap_or(0),
         "chargedDuration": a.charged_duration.unwrap_or(0),
         "displayNum": a.sender,
