@@ -73,6 +73,33 @@ fn routing(cfg: &Config, store: &SharedStore, opts: &Options) -> Routing {
     Routing::new(routes)
 }
 
+/// Takes the lock that makes a server the only one serving a SQLite file: at start a server
+/// takes over every job claim found in the database, which is only right if no other server
+/// holds any. The lock is `<database>.lock`, held while the returned file is open.
+fn lock_database(database_url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(path) = crate::config::sqlite_path(database_url) else {
+        return Ok(None);
+    };
+    let lock_path = std::path::PathBuf::from(format!("{}.lock", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another otpgate server is already serving {} (it holds {}); run one server per SQLite database",
+            path.display(),
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", lock_path.display()))
+        }
+    }
+}
+
 /// A server bound to its address, ready to run.
 pub struct Server {
     listener: TcpListener,
@@ -80,10 +107,13 @@ pub struct Server {
     pub addr: SocketAddr,
     pub service: Service,
     workers: bool,
+    /// Held while the server lives (see [`lock_database`]).
+    _lock: Option<std::fs::File>,
 }
 
 impl Server {
     pub async fn build(cfg: &Config, v: &Validated, opts: Options) -> anyhow::Result<Self> {
+        let lock = lock_database(&cfg.database_url)?;
         let store = open_store(&cfg.database_url).await?;
         let keys = Arc::new(Keys::new(&v.master_key));
         let routing = Arc::new(routing(cfg, &store, &opts));
@@ -116,6 +146,7 @@ impl Server {
             addr,
             service,
             workers: opts.workers,
+            _lock: lock,
         })
     }
 
@@ -141,6 +172,7 @@ impl Server {
             let _ = w.await;
         }
         self.service.stop_jobs().await;
+        drop(self._lock);
         served
     }
 }

@@ -19,24 +19,24 @@ const BIN: &str = env!("CARGO_BIN_EXE_otpgate");
 const US: &str = "14155552671";
 
 /// A scratch directory with its own database URL.
-struct Sandbox {
+pub(crate) struct Sandbox {
     dir: TempDir,
     database_url: String,
 }
 
 impl Sandbox {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = format!("sqlite://{}", dir.path().join("x.db").display());
         Self { dir, database_url }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// `otpgate ARGS` with a clean environment: this sandbox's database and the test master key.
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("OTPGATE_") {
@@ -59,7 +59,7 @@ impl Sandbox {
 
     /// Runs `otpgate ARGS`, asserting success, and returns its stdout.
     #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let r = self.run(args);
         assert!(r.status.success(), "otpgate {args:?} failed: {r}");
         r.stdout
@@ -67,7 +67,7 @@ impl Sandbox {
 
     /// Runs `otpgate ARGS --json`-style commands and parses stdout.
     #[track_caller]
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let out = self.ok(args);
         serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("otpgate {args:?} printed no JSON ({e}): {out}"))
@@ -117,7 +117,7 @@ impl Ran {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     l.local_addr().expect("local addr").port()
 }
@@ -135,7 +135,7 @@ fn tenant_row(sb: &Sandbox, key: &str) -> Value {
         .clone()
 }
 
-fn create_tenant(sb: &Sandbox, name: &str) -> (String, String) {
+pub(crate) fn create_tenant(sb: &Sandbox, name: &str) -> (String, String) {
     let c = sb.json(&["tenant", "create", "--name", name, "--json"]);
     let key = c["apiKey"]
         .as_str()
@@ -526,8 +526,8 @@ fn outbox_of_a_fresh_database_is_empty() {
 // serve
 
 /// A running `otpgate serve`. Dropping it kills the process.
-struct Served {
-    child: Child,
+pub(crate) struct Served {
+    pub(crate) child: Child,
     /// stdout lines, read by a thread so the server never blocks on a full pipe.
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -543,7 +543,7 @@ impl Drop for Served {
 }
 
 impl Served {
-    fn start(mut cmd: Command) -> Self {
+    pub(crate) fn start(mut cmd: Command) -> Self {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -621,7 +621,7 @@ impl Served {
     }
 
     /// Stops the process, returning its exit status and stderr.
-    fn finish(mut self, timeout: Duration) -> (Option<ExitStatus>, String) {
+    pub(crate) fn finish(mut self, timeout: Duration) -> (Option<ExitStatus>, String) {
         let status = self.wait_exit(timeout);
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -634,7 +634,7 @@ impl Served {
         (status, stderr)
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -646,15 +646,15 @@ fn value_after(line: &str, label: &str) -> String {
 }
 
 /// A signed Buka request.
-struct Signer {
-    client: reqwest::Client,
-    base: String,
-    key: String,
-    secret: String,
+pub(crate) struct Signer {
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) key: String,
+    pub(crate) secret: String,
 }
 
 impl Signer {
-    async fn post(&self, path: &str, body: Value) -> Value {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock")
@@ -893,4 +893,108 @@ async fn serve_in_production_without_console_starts_without_a_dev_tenant() {
         "no development tenant in production"
     );
     assert_eq!(sb.json(&["tenant", "list", "--json"]), json!([]));
+}
+
+#[tokio::test]
+async fn jobs_lists_the_queue_and_a_second_server_on_one_database_is_refused() {
+    let sb = Sandbox::new();
+    let empty = sb.json(&["jobs", "--json"]);
+    assert_eq!(empty["queued"], 0, "{empty}");
+    assert_eq!(
+        sb.ok(&["jobs"]).lines().next(),
+        Some("0 jobs queued, 0 due now")
+    );
+
+    let (key, secret) = create_tenant(&sb, "jobs");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = sb.cmd(&["serve"]);
+    cmd.env("OTPGATE_LISTEN", &addr);
+    let server = Served::start(cmd);
+    let api = Signer {
+        client: reqwest::Client::new(),
+        base: format!("http://{addr}"),
+        key,
+        secret,
+    };
+    // Ready once it answers.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api
+        .client
+        .get(format!("{}/readyz", api.base))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "serve never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A second server on the same file refuses to start, naming the reason.
+    let mut second = sb.cmd(&["serve"]);
+    second.env("OTPGATE_LISTEN", format!("127.0.0.1:{}", free_port()));
+    Ran::from(second.output().expect("runs"))
+        .assert_fails_mentioning(&["another otpgate server", "one server per SQLite database"]);
+
+    let app_id = api
+        .post("/v3/otp/app/add", json!({"name": "jobs_app"}))
+        .await["data"]["appId"]
+        .as_str()
+        .expect("appId")
+        .to_string();
+    let tpl = api
+        .post(
+            "/v3/otp/template/add",
+            json!({"appId": app_id, "name": "jobs_tpl", "text": "##code## is your code"}),
+        )
+        .await["data"]["templateId"]
+        .as_i64()
+        .expect("templateId");
+    let flow = api
+        .post(
+            "/v3/otp/flow/add",
+            json!({"name": "jobs_flow", "flow": [{"waitingTime": 120, "status": 2, "channel": "sms"}]}),
+        )
+        .await["data"]["flowId"]
+        .as_i64()
+        .expect("flowId");
+    let v = api
+        .post(
+            "/v3/otp/verification/send",
+            json!({"appId": app_id, "templateId": tpl, "to": US, "flowId": flow}),
+        )
+        .await;
+    let vid = v["data"]["verificationId"]
+        .as_str()
+        .expect("vid")
+        .to_string();
+    // Once delivered, the flow timer is the only job.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let listed = loop {
+        let listed = sb.json(&["jobs", "--json"]);
+        if listed["jobs"][0]["kind"] == "flow" {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "no flow job: {listed}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(listed["queued"], 1, "{listed}");
+    assert_eq!(listed["due"], 0, "{listed}");
+    let job = &listed["jobs"][0];
+    assert_eq!(job["key"], format!("flow:{vid}:0"), "{listed}");
+    assert!(
+        job["owner"].is_null(),
+        "a waiting timer is not held: {listed}"
+    );
+    let table = sb.ok(&["jobs"]);
+    assert!(table.starts_with("1 jobs queued, 0 due now"), "{table}");
+    assert!(table.contains(&format!("flow:{vid}:0")), "{table}");
+
+    Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    let (status, stderr) = server.finish(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{stderr}");
+    // Stopped: the lock is free again and the timer is still queued.
+    assert_eq!(sb.json(&["jobs", "--json"])["queued"], 1);
 }
