@@ -1,6 +1,8 @@
 //! Handing attempts to their routes and recording what comes back: the deliver job.
 //!
-//! Gateway state of an attempt: `pending` (waiting for its route, e.g. between retries) →
+//! Gateway state of an attempt: `create` (only inside the transaction that writes it: an
+//! attempt is stored already queued or already claimed) → `pending` (waiting for its route,
+//! e.g. between retries) →
 //! `sending` (being handed over) → `success` (the route took it) or `fail` (refused, or every
 //! retry failed); `unknown` when the process handing it over vanished before the route
 //! answered (it is not sent again: at most once per attempt). The report state follows
@@ -352,6 +354,7 @@ impl Service {
         let now = self.now_ms();
         match self.store.start_attempt(attempt_id, now).await? {
             StartAttempt::Ready { attempt, session } => {
+                self.metrics.attempt(&attempt.channel, gateway::SENDING);
                 let next_step = session.flow_id.zip(attempt.flow_step);
                 let code = self.session_code(&session)?;
                 let target = self.stored_target(&attempt, &session).await?;

@@ -459,7 +459,9 @@ impl NewJob {
 /// Which attempts an outcome may change: anything else was settled by someone else first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptGuard {
-    /// Gateway state is one of these.
+    /// No condition.
+    Any,
+    /// Gateway state is one of these (at most three).
     Gateway(&'static [&'static str]),
     /// No receipt has settled it: the report is `unknown` or `pending`, or failed only by the
     /// receipt timeout (a late receipt still tells the truth).
@@ -469,6 +471,7 @@ pub enum AttemptGuard {
 impl AttemptGuard {
     pub fn allows(self, a: &Attempt) -> bool {
         match self {
+            AttemptGuard::Any => true,
             AttemptGuard::Gateway(states) => states.contains(&a.gateway_state.as_str()),
             AttemptGuard::Unconfirmed => match a.report_state.as_str() {
                 report::UNKNOWN | report::PENDING => true,

@@ -882,9 +882,10 @@ fn create_send(conn: &Connection, s: &NewSend) -> StoreResult<SendOutcome> {
     })
 }
 
-fn update_attempt(conn: &Connection, id: i64, u: &AttemptUpdate) -> StoreResult<()> {
-    let session_id: Option<String> = conn
-        .prepare_cached(
+/// The SET clause of an attempt update: each column keeps its value where the update has none.
+macro_rules! attempt_update_sql {
+    ($where:literal) => {
+        concat!(
             "UPDATE attempts SET gateway_state = COALESCE(?1, gateway_state), report_state = COALESCE(?2, report_state), \
              reason = COALESCE(?3, reason), provider_message_id = COALESCE(?4, provider_message_id), \
              encoding = COALESCE(?5, encoding), segments = COALESCE(?6, segments), mnc = COALESCE(?7, mnc), \
@@ -893,57 +894,75 @@ fn update_attempt(conn: &Connection, id: i64, u: &AttemptUpdate) -> StoreResult<
              charged_duration = COALESCE(?12, charged_duration), send_ms = COALESCE(?13, send_ms), \
              done_ms = COALESCE(?14, done_ms), ring_ms = COALESCE(?15, ring_ms), \
              answer_ms = COALESCE(?16, answer_ms), termination_code = COALESCE(?17, termination_code) \
-             WHERE id = ?18 RETURNING session_id",
-        )?
-        .query_row(
-            params![
-                u.gateway_state,
-                u.report_state,
-                u.reason,
-                u.provider_message_id,
-                u.encoding,
-                u.segments,
-                u.mnc,
-                u.price_micros,
-                u.rate_micros,
-                u.bill_period,
-                u.call_duration,
-                u.charged_duration,
-                u.send_ms,
-                u.done_ms,
-                u.ring_ms,
-                u.answer_ms,
-                u.termination_code,
-                id
-            ],
-            |r| r.get(0),
+             WHERE id = ?18 ",
+            $where,
+            " RETURNING session_id"
         )
-        .optional()?;
-    let handed_over = matches!(
-        u.gateway_state.as_deref(),
-        Some(gateway::SENDING | gateway::SUCCESS | gateway::FAIL)
-    );
-    if let (Some(session_id), true) = (session_id, handed_over) {
-        conn.prepare_cached("UPDATE sessions SET submitted = 1 WHERE id = ?1 AND submitted = 0")?
-            .execute([session_id])?;
-    }
-    Ok(())
+    };
 }
 
-/// Applies `u` if the attempt exists and `guard` allows it.
+/// Applies `u` to the attempt if `guard` allows it (checked in the same statement); returns
+/// whether it did.
 fn guarded_update(
     conn: &Connection,
     id: i64,
     guard: AttemptGuard,
     u: &AttemptUpdate,
 ) -> StoreResult<bool> {
-    match load_attempt(conn, id)? {
-        Some(a) if guard.allows(&a) => {
-            update_attempt(conn, id, u)?;
-            Ok(true)
+    let sql = match guard {
+        AttemptGuard::Any => attempt_update_sql!(""),
+        AttemptGuard::Gateway(_) => {
+            attempt_update_sql!("AND gateway_state IN (?19, ?20, ?21)")
         }
-        _ => Ok(false),
+        AttemptGuard::Unconfirmed => attempt_update_sql!(
+            "AND (report_state IN ('unknown', 'pending') \
+             OR (report_state = 'fail' AND reason = 'no delivery report'))"
+        ),
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let fields = params![
+        u.gateway_state,
+        u.report_state,
+        u.reason,
+        u.provider_message_id,
+        u.encoding,
+        u.segments,
+        u.mnc,
+        u.price_micros,
+        u.rate_micros,
+        u.bill_period,
+        u.call_duration,
+        u.charged_duration,
+        u.send_ms,
+        u.done_ms,
+        u.ring_ms,
+        u.answer_ms,
+        u.termination_code,
+        id
+    ];
+    let session_id: Option<String> = match guard {
+        AttemptGuard::Gateway(states) => {
+            // Up to three states; the list is padded with its first one.
+            let pick = |i: usize| states.get(i).or(states.first()).copied().unwrap_or("");
+            let mut all: Vec<&dyn rusqlite::ToSql> = fields.to_vec();
+            let (a, b, c) = (pick(0), pick(1), pick(2));
+            all.extend([&a as &dyn rusqlite::ToSql, &b, &c]);
+            stmt.query_row(all.as_slice(), |r| r.get(0)).optional()?
+        }
+        _ => stmt.query_row(fields, |r| r.get(0)).optional()?,
+    };
+    let Some(session_id) = session_id else {
+        return Ok(false);
+    };
+    let handed_over = matches!(
+        u.gateway_state.as_deref(),
+        Some(gateway::SENDING | gateway::SUCCESS | gateway::FAIL)
+    );
+    if handed_over {
+        conn.prepare_cached("UPDATE sessions SET submitted = 1 WHERE id = ?1 AND submitted = 0")?
+            .execute([session_id])?;
     }
+    Ok(true)
 }
 
 fn finish_job(conn: &Connection, o: &JobOutcome) -> StoreResult<bool> {
@@ -995,7 +1014,7 @@ fn start_attempt(conn: &Connection, id: i64, now_ms: i64) -> StoreResult<StartAt
                 send_ms: Some(now_ms),
                 ..AttemptUpdate::default()
             };
-            update_attempt(conn, id, &update)?;
+            guarded_update(conn, id, AttemptGuard::Any, &update)?;
             let attempt = load_attempt(conn, id)?
                 .ok_or_else(|| StoreError::Corrupt(format!("attempt {id} vanished")))?;
             Ok(StartAttempt::Ready { attempt, session })
