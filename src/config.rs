@@ -72,7 +72,8 @@ impl Default for ConsoleConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeliveryConfig {
-    /// Jobs one process runs at once.
+    /// Deliveries and other jobs one process runs at once; beyond that, work waits in the
+    /// queue.
     pub workers: usize,
     /// Tries of a deliver job whose route answers with a retryable error before the attempt
     /// fails.
@@ -95,7 +96,7 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
-            workers: 64,
+            workers: 256,
             max_tries: 5,
             retry_backoff_secs: 2,
             lease_secs: 60,

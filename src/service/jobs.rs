@@ -89,6 +89,12 @@ impl Service {
         }
     }
 
+    /// One of the delivery slots, if one is free: work started at once holds one, so what runs
+    /// in this process stays within `delivery.workers`.
+    pub(super) fn delivery_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.jobs.slots.clone().try_acquire_owned().ok()
+    }
+
     /// Runs `work` in its own task, counted until it ends, so shutdown and [`Self::drain`]
     /// can wait for it and a caller that goes away cannot cancel it half-way.
     pub(super) fn spawn_tracked(&self, work: impl Future<Output = ()> + Send + 'static) {

@@ -242,7 +242,7 @@ impl Service {
                     }),
                     attempt: attempt.clone(),
                     now_ms,
-                    claim: self.new_claim(now_ms),
+                    claim: None,
                 },
                 &target,
                 next_step,
@@ -258,6 +258,8 @@ impl Service {
     /// Writes a send in one store transaction (drawing a new id on the rare clash of its
     /// random part), with its attempt and that attempt's deliver job claimed by this process,
     /// then starts the delivery in its own task and answers: the send is durable from here.
+    /// When every delivery slot is busy, the job is written unclaimed instead and the workers
+    /// take it as slots free up: the queue, not memory, absorbs a burst.
     async fn commit_send(
         &self,
         build: impl Fn(&str, i64) -> NewSend,
@@ -266,7 +268,13 @@ impl Service {
     ) -> ServiceResult<String> {
         for _ in 0..SEND_ID_TRIES {
             let now_ms = self.now_ms();
-            let send = build(&new_verification_id(now_ms), now_ms);
+            let slot = self.delivery_slot();
+            let mut send = build(&new_verification_id(now_ms), now_ms);
+            if slot.is_some() {
+                send.claim = Some(self.new_claim(now_ms));
+            } else {
+                send.attempt.sending = None;
+            }
             match self.store.create_send(&send).await {
                 Ok(SendOutcome::Created {
                     session_id,
@@ -289,6 +297,11 @@ impl Service {
                         "send accepted"
                     );
                     self.metrics.send(send.kind);
+                    let (Some(job), Some(slot)) = (job, slot) else {
+                        self.metrics
+                            .attempt(target.channel.as_str(), crate::store::gateway::PENDING);
+                        return Ok(send.verification_id);
+                    };
                     self.metrics
                         .attempt(target.channel.as_str(), crate::store::gateway::SENDING);
                     let svc = self.clone();
@@ -301,7 +314,10 @@ impl Service {
                         code: Code::supplied(&code),
                         target: target.clone(),
                     };
-                    self.spawn_tracked(async move { svc.deliver(delivery).await });
+                    self.spawn_tracked(async move {
+                        svc.deliver(delivery).await;
+                        drop(slot);
+                    });
                     return Ok(send.verification_id);
                 }
                 Ok(other) => return Err(outcome_error(other)),
@@ -360,7 +376,7 @@ impl Service {
                     },
                     attempt: attempt.clone(),
                     now_ms,
-                    claim: self.new_claim(now_ms),
+                    claim: None,
                 },
                 &target,
                 None,

@@ -263,8 +263,10 @@ pub struct NewSend {
     pub target: SendTarget,
     pub attempt: NewAttempt,
     pub now_ms: i64,
-    /// Who delivers the attempt: its deliver job is written already claimed by them.
-    pub claim: NewClaim,
+    /// Who delivers the attempt: its deliver job is written already claimed by them, and the
+    /// attempt `sending`. Without one the job waits in the queue, due at once, and the attempt
+    /// is `pending`.
+    pub claim: Option<NewClaim>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,8 +276,8 @@ pub enum SendOutcome {
         attempt_id: i64,
         /// The sealed code in effect for the session after this send.
         code_sealed: String,
-        /// The attempt's deliver job, claimed as asked.
-        job: JobRef,
+        /// The attempt's deliver job, when it was written claimed.
+        job: Option<JobRef>,
     },
     DuplicateOrder {
         verification_id: String,

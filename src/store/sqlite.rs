@@ -873,7 +873,30 @@ fn create_send(conn: &Connection, s: &NewSend) -> StoreResult<SendOutcome> {
         a,
         s.now_ms,
     )?;
-    let job = insert_claimed_delivery(conn, &session_id, attempt_id, &s.claim, s.now_ms)?;
+    let job = match &s.claim {
+        Some(claim) => Some(insert_claimed_delivery(
+            conn,
+            &session_id,
+            attempt_id,
+            claim,
+            s.now_ms,
+        )?),
+        None => {
+            insert_job(
+                conn,
+                &NewJob {
+                    key: format!("deliver:{attempt_id}"),
+                    kind: job_kind::DELIVER,
+                    session_id: Some(session_id.clone()),
+                    attempt_id: Some(attempt_id),
+                    step: None,
+                    due_ms: s.now_ms,
+                },
+                s.now_ms,
+            )?;
+            None
+        }
+    };
     Ok(SendOutcome::Created {
         session_id,
         attempt_id,

@@ -406,3 +406,48 @@ async fn a_call_report_can_arrive_after_the_submit() {
     assert_eq!(call["chargedDuration"], 60);
     assert_eq!(call["cost"], "0.010000");
 }
+
+#[tokio::test]
+async fn sends_beyond_the_delivery_slots_wait_in_the_queue() {
+    let app = TestApp::spawn_with(|c| c.delivery.workers = 1).await;
+    let (app_id, tpl) = app.app_and_template().await;
+    app.provider.push_script(Script::Hold);
+    let send = |to: &'static str| {
+        app.signed(Method::POST, "/v3/otp/verification/send")
+            .json(&json!({"appId": app_id, "templateId": tpl, "to": to}))
+            .send()
+    };
+    let first: serde_json::Value = send(US).await.unwrap().json().await.unwrap();
+    let second: serde_json::Value = send("919856321412").await.unwrap().json().await.unwrap();
+    assert_eq!(second["status"], "0", "accepted all the same: {second}");
+    let second = second["data"]["verificationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The one slot is busy: the second attempt waits, queued and unclaimed.
+    let a = &app.attempts(&second).await[0];
+    assert_eq!(a.gateway_state, gateway::PENDING);
+    let jobs = app.jobs().await;
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs.iter().filter(|j| j.owner.is_none()).count(), 1);
+    // Not handed over yet: nothing can be verified.
+    // (Asked without the harness's drain, which would wait for the held hand-over.)
+    let v: serde_json::Value = app
+        .signed(Method::POST, "/v3/otp/verification/verify")
+        .json(&json!({"verificationId": second, "code": "1234"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["data"]["matched"], 1, "{v}");
+    app.provider.release();
+    app.drain().await;
+    assert_eq!(app.provider.sent().len(), 2);
+    for vid in [first["data"]["verificationId"].as_str().unwrap(), &second] {
+        let rec = app.get(&format!("/v3/otp/verification/record/{vid}")).await;
+        assert_eq!(rec["data"]["sms"]["status"], 0, "{rec}");
+    }
+    assert!(app.jobs().await.is_empty());
+}
