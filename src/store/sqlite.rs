@@ -988,8 +988,28 @@ fn guarded_update(
     Ok(true)
 }
 
+/// The job's own change comes first and carries the claim check: when the claim is no longer
+/// held, it changes no row and nothing else is written.
 fn finish_job(conn: &Connection, o: &JobOutcome) -> StoreResult<bool> {
-    if !claim_held(conn, &o.job)? {
+    let claim = params![o.job.id, o.job.owner, o.job.tries];
+    let changed = match &o.next {
+        JobNext::Delete => conn
+            .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND owner = ?2 AND tries = ?3")?
+            .execute(claim)?,
+        JobNext::Retry { due_ms, error } => conn
+            .prepare_cached(
+                "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = ?4, last_error = ?5 \
+                 WHERE id = ?1 AND owner = ?2 AND tries = ?3",
+            )?
+            .execute(params![o.job.id, o.job.owner, o.job.tries, due_ms, error])?,
+        JobNext::Reschedule { due_ms } => conn
+            .prepare_cached(
+                "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = ?4 \
+                 WHERE id = ?1 AND owner = ?2 AND tries = ?3",
+            )?
+            .execute(params![o.job.id, o.job.owner, o.job.tries, due_ms])?,
+    };
+    if changed == 0 {
         return Ok(false);
     }
     if let Some((id, guard, update)) = &o.attempt {
@@ -997,24 +1017,6 @@ fn finish_job(conn: &Connection, o: &JobOutcome) -> StoreResult<bool> {
     }
     for j in &o.follow_ups {
         insert_job(conn, j, o.now_ms)?;
-    }
-    match &o.next {
-        JobNext::Delete => {
-            conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
-                .execute([o.job.id])?;
-        }
-        JobNext::Retry { due_ms, error } => {
-            conn.prepare_cached(
-                "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = ?1, last_error = ?2 WHERE id = ?3",
-            )?
-            .execute(params![due_ms, error, o.job.id])?;
-        }
-        JobNext::Reschedule { due_ms } => {
-            conn.prepare_cached(
-                "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = ?1 WHERE id = ?2",
-            )?
-            .execute(params![due_ms, o.job.id])?;
-        }
     }
     Ok(true)
 }
