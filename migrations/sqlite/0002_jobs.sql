@@ -17,7 +17,7 @@ CREATE TABLE jobs (
     last_error  TEXT,
     created_ms  INTEGER NOT NULL
 );
-CREATE INDEX jobs_due ON jobs (due_ms);
+CREATE INDEX jobs_due ON jobs (due_ms, lease_ms);  -- covers "due and free" without reading rows
 
 -- The flow node to schedule once this attempt has been handed to its route (NULL: none).
 ALTER TABLE attempts ADD COLUMN flow_step INTEGER;

@@ -53,12 +53,14 @@ impl Provider for ConsoleProvider {
                     msg.sender.as_deref().unwrap_or("-")
                 ),
             };
-            println!(
-                "[console] {} {what}:\n[console]   {}\n[console]   (verificationId {})",
+            // One write for the three lines: stdout flushes at every newline otherwise.
+            let block = format!(
+                "[console] {} {what}:\n[console]   {}\n[console]   (verificationId {})\n",
                 now.format("%H:%M:%S"),
                 msg.text,
                 msg.verification_id
             );
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), block.as_bytes());
         }
         self.store
             .insert_outbox(&OutboxEntry {

@@ -100,6 +100,9 @@ impl Service {
     pub(super) fn spawn_tracked(&self, work: impl Future<Output = ()> + Send + 'static) {
         self.jobs.running.fetch_add(1, Ordering::AcqRel);
         let guard = Running(self.jobs.clone());
+        // Boxed once here: a delivery's state machine is large, and tokio would otherwise copy
+        // it twice into the task.
+        let work = Box::pin(work);
         tokio::spawn(async move {
             let _guard = guard;
             work.await;

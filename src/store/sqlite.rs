@@ -8,6 +8,7 @@
 //! job of the group). One store call costs one hand-off to the writer, not one per statement.
 //! Readers never block the writer in WAL mode.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -170,7 +171,62 @@ impl Readers {
     }
 }
 
+/// Apps, templates and flows, kept in memory. They change only through this store (one server
+/// per database file, and no CLI command edits them), so the store's own updates are the only
+/// invalidation needed. An entry is valid while the generation it was read under is current;
+/// every update moves the generation on (updates are rare; sends read these on every call).
+#[derive(Default)]
+struct CatalogCache {
+    generation: std::sync::atomic::AtomicU64,
+    apps: Mutex<HashMap<String, (u64, App)>>,
+    templates: Mutex<HashMap<i64, (u64, Template)>>,
+    flows: Mutex<HashMap<i64, (u64, Flow)>>,
+}
+
+/// Entries one cache map holds at most before it starts over.
+const CATALOG_CACHE_MAX: usize = 10_000;
+
+impl CatalogCache {
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Called after an update commits.
+    fn invalidate(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn get<K: std::hash::Hash + Eq, V: Clone>(
+        &self,
+        map: &Mutex<HashMap<K, (u64, V)>>,
+        key: &K,
+    ) -> Option<V> {
+        let now = self.generation();
+        let map = map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .filter(|(g, _)| *g == now)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Keeps `value`, read under generation `read_at`.
+    fn put<K: std::hash::Hash + Eq, V>(
+        &self,
+        map: &Mutex<HashMap<K, (u64, V)>>,
+        read_at: u64,
+        key: K,
+        value: V,
+    ) {
+        let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CATALOG_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(key, (read_at, value));
+    }
+}
+
 pub struct SqliteStore {
+    catalog: Arc<CatalogCache>,
     jobs: mpsc::Sender<BoxedJob>,
     /// Dropping the store stops the checkpoint thread.
     _checkpointer: Option<mpsc::Sender<()>>,
@@ -202,6 +258,8 @@ fn open_writer(path: Option<&PathBuf>) -> StoreResult<Connection> {
     // The writer serves the hot lookups and every verify: a 64 MiB page cache (the default is
     // 8 MiB) keeps the recent sessions' pages in memory as the database grows.
     conn.execute_batch("PRAGMA cache_size = -65536;")?;
+    // Statement journals and sorts in memory, not in files under /var/tmp.
+    conn.execute_batch("PRAGMA temp_store = MEMORY;")?;
     if path.is_some() {
         // The checkpoint thread does it (see `checkpoint_loop`).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
@@ -254,6 +312,7 @@ impl SqliteStore {
             None => None,
         };
         Ok(Self {
+            catalog: Arc::default(),
             jobs: tx,
             _checkpointer: checkpointer,
             readers: path.map(|path| {
@@ -1287,13 +1346,24 @@ impl Store for SqliteStore {
             ])?;
             Ok(())
         })
-        .await
+        .await?;
+        self.catalog.invalidate();
+        Ok(())
     }
 
-    /// On the writer's warm connection, like the tenant lookup: both are read on every send.
+    /// From the catalog cache, else on the writer's warm connection.
     async fn get_app(&self, app_id: &str) -> StoreResult<Option<App>> {
+        if let Some(app) = self.catalog.get(&self.catalog.apps, &app_id.to_string()) {
+            return Ok(Some(app));
+        }
+        let read_at = self.catalog.generation();
         let id = app_id.to_string();
-        self.write(move |c| load_app(c, &id)).await
+        let app = self.write(move |c| load_app(c, &id)).await?;
+        if let Some(a) = &app {
+            self.catalog
+                .put(&self.catalog.apps, read_at, a.app_id.clone(), a.clone());
+        }
+        Ok(app)
     }
 
     async fn app_with_template(
@@ -1301,15 +1371,33 @@ impl Store for SqliteStore {
         app_id: &str,
         template_id: Option<i64>,
     ) -> StoreResult<(Option<App>, Option<Template>)> {
+        let cached_app = self.catalog.get(&self.catalog.apps, &app_id.to_string());
+        let cached_template = template_id.map(|t| self.catalog.get(&self.catalog.templates, &t));
+        match (cached_app, cached_template) {
+            (Some(app), None) => return Ok((Some(app), None)),
+            (Some(app), Some(Some(t))) => return Ok((Some(app), Some(t))),
+            _ => {}
+        }
+        let read_at = self.catalog.generation();
         let id = app_id.to_string();
-        self.write(move |c| {
-            let template = match template_id {
-                Some(t) => load_template(c, t)?,
-                None => None,
-            };
-            Ok((load_app(c, &id)?, template))
-        })
-        .await
+        let (app, template) = self
+            .write(move |c| {
+                let template = match template_id {
+                    Some(t) => load_template(c, t)?,
+                    None => None,
+                };
+                Ok((load_app(c, &id)?, template))
+            })
+            .await?;
+        if let Some(a) = &app {
+            self.catalog
+                .put(&self.catalog.apps, read_at, a.app_id.clone(), a.clone());
+        }
+        if let Some(t) = &template {
+            self.catalog
+                .put(&self.catalog.templates, read_at, t.template_id, t.clone());
+        }
+        Ok((app, template))
     }
 
     async fn insert_template(&self, t: &Template) -> StoreResult<i64> {
@@ -1362,12 +1450,23 @@ impl Store for SqliteStore {
             ])?;
             Ok(())
         })
-        .await
+        .await?;
+        self.catalog.invalidate();
+        Ok(())
     }
 
-    /// On the writer's warm connection, like the tenant lookup: both are read on every send.
+    /// From the catalog cache, else on the writer's warm connection.
     async fn get_template(&self, template_id: i64) -> StoreResult<Option<Template>> {
-        self.write(move |c| load_template(c, template_id)).await
+        if let Some(t) = self.catalog.get(&self.catalog.templates, &template_id) {
+            return Ok(Some(t));
+        }
+        let read_at = self.catalog.generation();
+        let template = self.write(move |c| load_template(c, template_id)).await?;
+        if let Some(t) = &template {
+            self.catalog
+                .put(&self.catalog.templates, read_at, t.template_id, t.clone());
+        }
+        Ok(template)
     }
 
     async fn list_templates(&self, tenant_id: i64) -> StoreResult<Vec<Template>> {
@@ -1399,18 +1498,30 @@ impl Store for SqliteStore {
                 .execute(params![f.name, to_json(&f.nodes), f.flow_id])?;
             Ok(())
         })
-        .await
+        .await?;
+        self.catalog.invalidate();
+        Ok(())
     }
 
     async fn get_flow(&self, flow_id: i64) -> StoreResult<Option<Flow>> {
-        self.lookup(move |c| {
-            c.prepare_cached("SELECT * FROM flows WHERE flow_id = ?1")?
-                .query_row([flow_id], flow_row)
-                .optional()?
-                .map(flow_from)
-                .transpose()
-        })
-        .await
+        if let Some(f) = self.catalog.get(&self.catalog.flows, &flow_id) {
+            return Ok(Some(f));
+        }
+        let read_at = self.catalog.generation();
+        let flow = self
+            .lookup(move |c| {
+                c.prepare_cached("SELECT * FROM flows WHERE flow_id = ?1")?
+                    .query_row([flow_id], flow_row)
+                    .optional()?
+                    .map(flow_from)
+                    .transpose()
+            })
+            .await?;
+        if let Some(f) = &flow {
+            self.catalog
+                .put(&self.catalog.flows, read_at, f.flow_id, f.clone());
+        }
+        Ok(flow)
     }
 
     async fn list_flows(&self, tenant_id: i64) -> StoreResult<Vec<Flow>> {
@@ -1529,7 +1640,8 @@ impl Store for SqliteStore {
         session_id: &str,
     ) -> StoreResult<Option<(Session, Vec<Attempt>)>> {
         let id = session_id.to_string();
-        self.read(move |c| match load_session(c, &id)? {
+        // A handful of rows by key: inline, like the other point reads.
+        self.lookup(move |c| match load_session(c, &id)? {
             Some(s) => Ok(Some((s, load_attempts(c, &id)?))),
             None => Ok(None),
         })
@@ -1777,6 +1889,58 @@ mod tests {
             let found = s.get_app(&format!("app{i:05}")).await.unwrap();
             assert_eq!(found.is_some(), result.is_ok(), "app {i}");
         }
+    }
+
+    #[tokio::test]
+    async fn cached_apps_and_templates_follow_updates() {
+        let (s, _dir) = store().await;
+        s.insert_tenant(&NewTenant {
+            name: "t".into(),
+            api_key: "k".into(),
+            secret_enc: "x".into(),
+            created_ms: 0,
+        })
+        .await
+        .unwrap();
+        let mut a = app("app00001", "before");
+        s.insert_app(&a).await.unwrap();
+        let mut t = Template {
+            template_id: 0,
+            tenant_id: 1,
+            app_id: a.app_id.clone(),
+            name: "tpl".into(),
+            text: "##code## old".into(),
+            code_type: 1,
+            code_length: 4,
+            speech_rate: 50,
+            language: "EN".into(),
+            max_duration: 59,
+            repeat_cnt: 1,
+            sender_id: None,
+            created_ms: 0,
+        };
+        t.template_id = s.insert_template(&t).await.unwrap();
+        // Read twice: the second comes from the cache.
+        for _ in 0..2 {
+            let (got_app, got_t) = s
+                .app_with_template("app00001", Some(t.template_id))
+                .await
+                .unwrap();
+            assert_eq!(got_app.unwrap().name, "before");
+            assert_eq!(got_t.unwrap().text, "##code## old");
+        }
+        a.name = "after".into();
+        s.update_app(&a).await.unwrap();
+        t.text = "##code## new".into();
+        s.update_template(&t).await.unwrap();
+        let (got_app, got_t) = s
+            .app_with_template("app00001", Some(t.template_id))
+            .await
+            .unwrap();
+        assert_eq!(got_app.unwrap().name, "after");
+        assert_eq!(got_t.unwrap().text, "##code## new");
+        assert_eq!(s.get_app("app00001").await.unwrap().unwrap().name, "after");
+        assert!(s.get_app("missing1").await.unwrap().is_none());
     }
 
     #[tokio::test]
