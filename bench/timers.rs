@@ -1227,7 +1227,7 @@ async fn run(args: Args) -> Result<Value, String> {
             "sessions": args.sessions,
             "concurrency": args.concurrency,
             "waitingSecs": args.waiting_secs,
-            "workers": args.workers.map_or(json!("default (64)"), |w| json!(w)),
+            "workers": args.workers.map_or(json!("default (256)"), |w| json!(w)),
             "sampleMs": args.sample.as_millis() as u64,
         },
         "send": sent,
