@@ -94,7 +94,16 @@ impl Service {
                 continue;
             }
             let ids: Vec<String> = pending.into_iter().map(|(_, m)| m).collect();
-            match route.provider.poll_receipts(&ids).await {
+            let limit = std::time::Duration::from_secs(self.jobs.cfg.submit_timeout_secs as u64);
+            let polled = match tokio::time::timeout(limit, route.provider.poll_receipts(&ids)).await
+            {
+                Ok(r) => r,
+                Err(_) => Err(crate::providers::ProviderError::Retryable(format!(
+                    "no answer within {} s",
+                    limit.as_secs()
+                ))),
+            };
+            match polled {
                 Ok(receipts) => {
                     for (message_id, receipt) in receipts {
                         self.on_receipt(&route.name, &message_id, receipt).await?;

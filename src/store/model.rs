@@ -458,7 +458,8 @@ impl NewJob {
     }
 }
 
-/// Which attempts an outcome may change: anything else was settled by someone else first.
+/// Which attempts an outcome may change: anything else was settled by someone else first. The
+/// store checks it in the same statement that changes the attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptGuard {
     /// No condition.
@@ -468,20 +469,6 @@ pub enum AttemptGuard {
     /// No receipt has settled it: the report is `unknown` or `pending`, or failed only by the
     /// receipt timeout (a late receipt still tells the truth).
     Unconfirmed,
-}
-
-impl AttemptGuard {
-    pub fn allows(self, a: &Attempt) -> bool {
-        match self {
-            AttemptGuard::Any => true,
-            AttemptGuard::Gateway(states) => states.contains(&a.gateway_state.as_str()),
-            AttemptGuard::Unconfirmed => match a.report_state.as_str() {
-                report::UNKNOWN | report::PENDING => true,
-                report::FAIL => a.reason.as_deref() == Some(report::NO_DELIVERY_REPORT),
-                _ => false,
-            },
-        }
-    }
 }
 
 /// What becomes of a job when its work is recorded.
