@@ -18,11 +18,11 @@ use crate::domain::code::{self, Code};
 use crate::domain::phone::PhoneNumber;
 use crate::domain::sms::{self, SmsInfo};
 use crate::domain::validate::{call_charge, parse_bill_period};
-use crate::providers::routing::Route;
+use crate::providers::routing::{Route, RouteChoice};
 use crate::providers::{OutboundMessage, ProviderError, Receipt, VoiceParams, spell_for_voice};
 use crate::store::{
-    Attempt, AttemptGuard, AttemptUpdate, Job, JobNext, JobOutcome, JobRef, NewJob, SendingInfo,
-    Session, StartAttempt, Template, gateway, report,
+    Attempt, AttemptGuard, AttemptUpdate, Job, JobNext, JobOutcome, JobRef, NewAttempt, NewJob,
+    SendingInfo, Session, StartAttempt, Template, gateway, report,
 };
 
 /// Where and how a session's attempts go: everything but the attempt and the code.
@@ -129,11 +129,44 @@ pub(super) fn receipt_update(
 }
 
 impl Service {
-    /// What an attempt will look like on its route, written with the attempt itself.
-    pub(super) fn sending_info(&self, target: &DeliveryTarget, code: &Code) -> Option<SendingInfo> {
-        let route = self.routing.routes().get(target.route_index)?;
-        let (text, _) = render(target, code);
-        Some(accounting(target.channel, &sms::analyze(&text), route))
+    /// Chooses the route for `channel` as `choice` asks and describes the attempt: where it
+    /// goes, from which sender (the template's, else the route's), and (estimated with `code`)
+    /// what it will cost. `None` when no route carries the channel.
+    pub(super) fn describe_attempt(
+        &self,
+        channel: Channel,
+        phone: PhoneNumber,
+        template: Option<Template>,
+        code: &Code,
+        flow_step: Option<i64>,
+        choice: RouteChoice<'_>,
+    ) -> Option<(DeliveryTarget, NewAttempt)> {
+        let (route_index, route) = self.routing.choose(channel, choice)?;
+        let sender = template
+            .as_ref()
+            .and_then(|t| t.sender_id.clone())
+            .or_else(|| route.default_sender.clone());
+        let target = DeliveryTarget {
+            channel,
+            phone,
+            sender,
+            template,
+            route_index,
+        };
+        let attempt = NewAttempt {
+            channel: channel.as_str().to_string(),
+            route: route.name.clone(),
+            provider: route.provider.kind().to_string(),
+            sender: target.sender.clone(),
+            mcc: target.phone.mcc().map(i64::from),
+            flow_step,
+            sending: Some(accounting(
+                channel,
+                &sms::analyze(&render(&target, code).0),
+                route,
+            )),
+        };
+        Some((target, attempt))
     }
 
     /// The flow node to schedule after an attempt, if the flow has it.
@@ -305,14 +338,20 @@ impl Service {
 
     /// The code of a session, unsealed.
     pub(super) fn session_code(&self, session: &Session) -> anyhow::Result<Option<Code>> {
-        let Some(sealed) = &session.code_enc else {
-            return Ok(None);
-        };
+        session
+            .code_enc
+            .as_deref()
+            .map(|sealed| self.open_code(sealed, &session.id))
+            .transpose()
+    }
+
+    /// A session's sealed code, unsealed.
+    pub(super) fn open_code(&self, sealed: &str, session_id: &str) -> anyhow::Result<Code> {
         let code = self
             .keys
-            .open(sealed, &super::verification::code_context(&session.id))
+            .open(sealed, &super::verification::code_context(session_id))
             .context("unsealing the session code")?;
-        Ok(Some(Code::supplied(&code)))
+        Ok(Code::supplied(&code))
     }
 
     /// Where a stored attempt goes, rebuilt from what was stored.

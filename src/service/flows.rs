@@ -3,12 +3,12 @@
 //! again on its channel, on another route (`channelCut` 0) or the same one (1).
 
 use super::Service;
-use super::delivery::{Delivery, DeliveryTarget};
+use super::delivery::Delivery;
 use crate::domain::Channel;
 use crate::domain::flow::{StepDecision, decide_step};
 use crate::domain::phone::PhoneNumber;
 use crate::providers::routing::RouteChoice;
-use crate::store::{FlowFire, FlowFired, Job, NewAttempt};
+use crate::store::{FlowFire, FlowFired, Job};
 
 impl Service {
     pub(super) async fn flow_job(&self, job: Job) -> anyhow::Result<()> {
@@ -64,11 +64,6 @@ impl Service {
             (0, Some(r)) => RouteChoice::Other(r),
             (_, Some(r)) => RouteChoice::Same(r),
         };
-        let Some((route_index, route)) = self.routing.choose(channel, choice) else {
-            ended("no_route");
-            self.finish(self.done(claim, Vec::new())).await;
-            return Ok(());
-        };
         let Some(code) = self.session_code(&session)? else {
             ended("closed");
             self.finish(self.done(claim, Vec::new())).await;
@@ -80,25 +75,14 @@ impl Service {
             Some(id) => self.store.get_template(id).await?,
             None => None,
         };
-        let target = DeliveryTarget {
-            channel,
-            sender: template
-                .as_ref()
-                .and_then(|t| t.sender_id.clone())
-                .or_else(|| route.default_sender.clone()),
-            phone,
-            template,
-            route_index,
+        let Some((target, attempt)) =
+            self.describe_attempt(channel, phone, template, &code, Some(step + 1), choice)
+        else {
+            ended("no_route");
+            self.finish(self.done(claim, Vec::new())).await;
+            return Ok(());
         };
-        let attempt = NewAttempt {
-            channel: channel.as_str().to_string(),
-            route: route.name.clone(),
-            provider: route.provider.kind().to_string(),
-            sender: target.sender.clone(),
-            mcc: target.phone.mcc().map(i64::from),
-            flow_step: Some(step + 1),
-            sending: self.sending_info(&target, &code),
-        };
+        let route_name = attempt.route.clone();
         let verification_id = previous
             .map(|a| a.verification_id.clone())
             .unwrap_or_else(|| session.id.clone());
@@ -126,7 +110,7 @@ impl Service {
                     flow.step = step,
                     attempt.id = attempt_id,
                     channel = %channel,
-                    route.name = %route.name,
+                    route.name = %route_name,
                     flow.late_ms = now - due_ms,
                     "flow node fired"
                 );

@@ -1,7 +1,5 @@
 //! Send, sendRule, resend, verify and the records of a session.
 
-use anyhow::Context;
-
 use super::delivery::{Delivery, DeliveryTarget};
 use super::{Service, ServiceError, ServiceResult};
 use crate::domain::Channel;
@@ -10,6 +8,7 @@ use crate::domain::ids::new_verification_id;
 use crate::domain::phone::{PhoneError, PhoneNumber};
 use crate::domain::session::VerifyOutcome;
 use crate::domain::validate::char_len_between;
+use crate::providers::routing::RouteChoice;
 use crate::store::{
     App, Attempt, CandidateHash, Flow, NewAttempt, NewSend, NewSession, SendOutcome, SendTarget,
     Session, StoreError, StoredCode, Template, VerifyLookup,
@@ -70,8 +69,8 @@ pub(super) fn code_context(session_id: &str) -> String {
 }
 
 impl Service {
-    /// Picks the route for `channel` and describes the attempt: where it goes, from which
-    /// sender, and (estimated with `code`) what it will cost.
+    /// Picks the first route for `channel` and describes the attempt (see
+    /// [`Service::describe_attempt`]); no route is the caller's error.
     fn plan(
         &self,
         channel: Channel,
@@ -80,7 +79,15 @@ impl Service {
         code: &Code,
         flow_step: Option<i64>,
     ) -> ServiceResult<(DeliveryTarget, NewAttempt)> {
-        let (route_index, route) = self.routing.pick(channel).ok_or_else(|| {
+        self.describe_attempt(
+            channel,
+            phone,
+            template,
+            code,
+            flow_step,
+            RouteChoice::First,
+        )
+        .ok_or_else(|| {
             ServiceError::invalid(
                 "channel",
                 format!(
@@ -88,28 +95,7 @@ impl Service {
                     channel.as_str().to_uppercase()
                 ),
             )
-        })?;
-        let sender = template
-            .as_ref()
-            .and_then(|t| t.sender_id.clone())
-            .or_else(|| route.default_sender.clone());
-        let target = DeliveryTarget {
-            channel,
-            phone,
-            sender,
-            template,
-            route_index,
-        };
-        let attempt = NewAttempt {
-            channel: channel.as_str().to_string(),
-            route: route.name.clone(),
-            provider: route.provider.kind().to_string(),
-            sender: target.sender.clone(),
-            mcc: target.phone.mcc().map(i64::from),
-            flow_step,
-            sending: self.sending_info(&target, code),
-        };
-        Ok((target, attempt))
+        })
     }
 
     fn stored_code(
@@ -282,10 +268,7 @@ impl Service {
                     code_sealed,
                     job,
                 }) => {
-                    let code = self
-                        .keys
-                        .open(&code_sealed, &code_context(&session_id))
-                        .context("unsealing the session code")?;
+                    let code = self.open_code(&code_sealed, &session_id)?;
                     tracing::info!(
                         verification.id = %send.verification_id,
                         session.id = %session_id,
@@ -311,7 +294,7 @@ impl Service {
                         verification_id: send.verification_id.clone(),
                         session_id,
                         next_step,
-                        code: Code::supplied(&code),
+                        code,
                         target: target.clone(),
                     };
                     self.spawn_tracked(async move {

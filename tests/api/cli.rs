@@ -906,28 +906,7 @@ async fn jobs_lists_the_queue_and_a_second_server_on_one_database_is_refused() {
     );
 
     let (key, secret) = create_tenant(&sb, "jobs");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = sb.cmd(&["serve"]);
-    cmd.env("OTPGATE_LISTEN", &addr);
-    let server = Served::start(cmd);
-    let api = Signer {
-        client: reqwest::Client::new(),
-        base: format!("http://{addr}"),
-        key,
-        secret,
-    };
-    // Ready once it answers.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while api
-        .client
-        .get(format!("{}/readyz", api.base))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "serve never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (server, api) = crate::crash::serve(&sb, &key, &secret).await;
 
     // A second server on the same file refuses to start, naming the reason.
     let mut second = sb.cmd(&["serve"]);
@@ -989,10 +968,7 @@ async fn jobs_lists_the_queue_and_a_second_server_on_one_database_is_refused() {
     assert!(table.starts_with("1 jobs queued, 0 due now"), "{table}");
     assert!(table.contains(&format!("flow:{vid}:0")), "{table}");
 
-    Command::new("kill")
-        .args(["-TERM", &server.pid().to_string()])
-        .status()
-        .expect("kill runs");
+    crate::crash::sigterm(&server);
     let (status, stderr) = server.finish(Duration::from_secs(15));
     assert!(status.is_some_and(|s| s.success()), "{stderr}");
     // Stopped: the lock is free again and the timer is still queued.

@@ -30,7 +30,7 @@ const MAX_LATE_MS: i64 = 10_000;
 
 /// Starts `otpgate serve` (development, console provider) on a free port of this sandbox's
 /// database and waits until it answers `/readyz`.
-async fn serve(sb: &Sandbox, key: &str, secret: &str) -> (Served, Signer) {
+pub(crate) async fn serve(sb: &Sandbox, key: &str, secret: &str) -> (Served, Signer) {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = sb.cmd(&["serve"]);
     cmd.env("OTPGATE_LISTEN", &addr)
@@ -189,7 +189,7 @@ async fn burst(
     out
 }
 
-fn sigterm(server: &Served) {
+pub(crate) fn sigterm(server: &Served) {
     let ok = Command::new("kill")
         .args(["-TERM", &server.pid().to_string()])
         .status()

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use otpgate::providers::memory::{MemoryProvider, Script};
 use otpgate::providers::{CallReport, ProviderError, Receipt};
 use otpgate::store::{gateway, job_kind, report};
-use reqwest::Method;
 use serde_json::json;
 
 use crate::harness::*;
@@ -233,13 +232,12 @@ async fn an_attempt_interrupted_mid_hand_over_is_never_sent_twice() {
     let (app_id, tpl) = app.app_and_template().await;
     app.provider.push_script(Script::Hold);
     // Sent without the harness's drain: the hand-over stays stuck in the provider.
-    let resp = app
-        .signed(Method::POST, "/v3/otp/verification/send")
-        .json(&json!({"appId": app_id, "templateId": tpl, "to": US}))
-        .send()
-        .await
-        .unwrap();
-    let v: serde_json::Value = resp.json().await.unwrap();
+    let v = app
+        .post_undrained(
+            "/v3/otp/verification/send",
+            json!({"appId": app_id, "templateId": tpl, "to": US}),
+        )
+        .await;
     let vid = v["data"]["verificationId"].as_str().unwrap().to_string();
     // The worker "vanishes": its claim lapses and another worker picks the job up.
     app.advance(61);
@@ -266,11 +264,11 @@ async fn stopping_releases_claims_that_did_not_finish() {
     let app = TestApp::spawn_with(|c| c.delivery.shutdown_grace_secs = 0).await;
     let (app_id, tpl) = app.app_and_template().await;
     app.provider.push_script(Script::Hold);
-    app.signed(Method::POST, "/v3/otp/verification/send")
-        .json(&json!({"appId": app_id, "templateId": tpl, "to": US}))
-        .send()
-        .await
-        .unwrap();
+    app.post_undrained(
+        "/v3/otp/verification/send",
+        json!({"appId": app_id, "templateId": tpl, "to": US}),
+    )
+    .await;
     let jobs = app.jobs().await;
     assert!(jobs[0].owner.is_some(), "claimed by this server");
     app.service.stop_jobs().await;
@@ -413,12 +411,13 @@ async fn sends_beyond_the_delivery_slots_wait_in_the_queue() {
     let (app_id, tpl) = app.app_and_template().await;
     app.provider.push_script(Script::Hold);
     let send = |to: &'static str| {
-        app.signed(Method::POST, "/v3/otp/verification/send")
-            .json(&json!({"appId": app_id, "templateId": tpl, "to": to}))
-            .send()
+        app.post_undrained(
+            "/v3/otp/verification/send",
+            json!({"appId": app_id, "templateId": tpl, "to": to}),
+        )
     };
-    let first: serde_json::Value = send(US).await.unwrap().json().await.unwrap();
-    let second: serde_json::Value = send("919856321412").await.unwrap().json().await.unwrap();
+    let first = send(US).await;
+    let second = send("919856321412").await;
     assert_eq!(second["status"], "0", "accepted all the same: {second}");
     let second = second["data"]["verificationId"]
         .as_str()
@@ -432,15 +431,12 @@ async fn sends_beyond_the_delivery_slots_wait_in_the_queue() {
     assert_eq!(jobs.iter().filter(|j| j.owner.is_none()).count(), 1);
     // Not handed over yet: nothing can be verified.
     // (Asked without the harness's drain, which would wait for the held hand-over.)
-    let v: serde_json::Value = app
-        .signed(Method::POST, "/v3/otp/verification/verify")
-        .json(&json!({"verificationId": second, "code": "1234"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = app
+        .post_undrained(
+            "/v3/otp/verification/verify",
+            json!({"verificationId": second, "code": "1234"}),
+        )
+        .await;
     assert_eq!(v["data"]["matched"], 1, "{v}");
     app.provider.release();
     app.drain().await;

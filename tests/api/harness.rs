@@ -165,8 +165,15 @@ impl TestApp {
     /// Sends a request, asserts HTTP 200 and returns the JSON envelope (after draining what
     /// the request started).
     pub async fn envelope(&self, rb: reqwest::RequestBuilder) -> Value {
-        let resp = rb.send().await.expect("request sent");
+        let v = self.envelope_undrained(rb).await;
         self.drain().await;
+        v
+    }
+
+    /// As [`Self::envelope`], without draining: for tests that hold a delivery in the provider
+    /// (the drain would wait for it).
+    pub async fn envelope_undrained(&self, rb: reqwest::RequestBuilder) -> Value {
+        let resp = rb.send().await.expect("request sent");
         let status = resp.status();
         let text = resp.text().await.expect("body");
         assert_eq!(status, 200, "HTTP status must be 200, body: {text}");
@@ -175,6 +182,12 @@ impl TestApp {
         assert!(v["status"].is_string(), "status must be a string: {v}");
         assert!(v["reason"].is_string(), "reason must be a string: {v}");
         v
+    }
+
+    /// A signed POST answered without draining (see [`Self::envelope_undrained`]).
+    pub async fn post_undrained(&self, path: &str, body: Value) -> Value {
+        self.envelope_undrained(self.signed(Method::POST, path).json(&body))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Value {
