@@ -26,6 +26,16 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The secret's value: `env:NAME` reads the environment variable `NAME` (so a
+    /// configuration file need not hold passwords); anything else is the value itself.
+    pub fn resolve(&self) -> Result<String, String> {
+        match self.0.strip_prefix("env:") {
+            Some(var) => std::env::var(var)
+                .map_err(|_| format!("environment variable {var} is not set")),
+            None => Ok(self.0.clone()),
+        }
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -162,8 +172,13 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Log format: `text` or `json`.
     pub log_format: String,
+    /// The URL upstreams use to reach this server's `/hooks/...` (delivery reports, call
+    /// status), e.g. `https://otp.example.com`. Defaults to `http://<listen>`.
+    pub public_url: Option<String>,
     pub console: ConsoleConfig,
     pub delivery: DeliveryConfig,
+    /// Upstream routes (`[[routes]]`), besides the console provider.
+    pub routes: Vec<crate::providers::routing::RouteConfig>,
 }
 
 impl Default for Config {
@@ -179,8 +194,10 @@ impl Default for Config {
             dev_tenant: true,
             max_body_bytes: 64 * 1024,
             log_format: "text".into(),
+            public_url: None,
             console: ConsoleConfig::default(),
             delivery: DeliveryConfig::default(),
+            routes: Vec::new(),
         }
     }
 }

@@ -7,11 +7,20 @@
 //! asked, fetched by the sync job through [`Provider::poll_receipts`].
 
 pub mod console;
+pub mod kannel;
 pub mod memory;
 pub mod routing;
+pub mod smpp;
+pub mod twilio;
+pub mod vonage;
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::http::HeaderMap;
 
+use crate::clock::SharedClock;
 use crate::domain::Channel;
 
 /// Voice settings from the template, handed to call-capable providers.
@@ -105,6 +114,129 @@ pub enum ProviderError {
     Permanent(String),
 }
 
+/// Which attempt a receipt is about: the provider's message id (SMPP, Twilio SIDs), or the
+/// attempt id otpgate put into the callback itself (Kannel's dlr-url, Vonage's client-ref).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReceiptKey {
+    Message(String),
+    Attempt(i64),
+}
+
+/// A receipt pushed by a route's connection or hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptEvent {
+    pub route: String,
+    pub key: ReceiptKey,
+    pub receipt: Receipt,
+}
+
+/// Where providers push receipts that arrive on their own connections (SMPP `deliver_sm`).
+/// The server applies them in order; a receipt for a message whose submit has not been
+/// recorded yet (it arrived before the `submit_sm_resp`) is held and applied once it has.
+#[derive(Clone)]
+pub struct ReceiptSink(tokio::sync::mpsc::UnboundedSender<ReceiptEvent>);
+
+impl ReceiptSink {
+    pub fn new() -> (Self, tokio::sync::mpsc::UnboundedReceiver<ReceiptEvent>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    /// Hands a receipt over. Returns false only when the server is gone.
+    pub fn push(&self, event: ReceiptEvent) -> bool {
+        self.0.send(event).is_ok()
+    }
+}
+
+/// What a route's provider is built with besides its own configuration.
+#[derive(Clone)]
+pub struct ProviderContext {
+    /// The route's name (receipts are keyed by it).
+    pub route: String,
+    pub clock: SharedClock,
+    pub receipts: ReceiptSink,
+    /// The absolute URL of this route's hook as the upstream must call it, e.g.
+    /// `https://otp.example.com/hooks/twilio-eu` (from `public_url`). Providers append their
+    /// own query (an attempt reference) to it.
+    pub hook_url: String,
+    /// A shared HTTP client (connection pools, TLS).
+    pub http: reqwest::Client,
+}
+
+/// A callback from an upstream to `/hooks/{route}` (any method, any sub-path).
+#[derive(Debug, Clone)]
+pub struct HookRequest {
+    pub method: String,
+    /// The URL the upstream called, rebuilt from `public_url` + path + query: the exact
+    /// string signatures such as `X-Twilio-Signature` are computed over.
+    pub url: String,
+    /// The path below `/hooks/{route}`, e.g. `` or `/voice`.
+    pub subpath: String,
+    /// Query parameters in order.
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl HookRequest {
+    /// The first query parameter with this name.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Form-encoded body parameters, sorted by name (as signature schemes want them).
+    pub fn form(&self) -> BTreeMap<String, String> {
+        url_form(&self.body)
+    }
+}
+
+/// Parses `application/x-www-form-urlencoded` bytes into sorted pairs (a repeated key keeps
+/// its last value).
+pub fn url_form(bytes: &[u8]) -> BTreeMap<String, String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes)
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// The answer to a hook: what to reply to the upstream, and the receipts it carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookReply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    pub receipts: Vec<(ReceiptKey, Receipt)>,
+}
+
+impl HookReply {
+    /// `200 OK` (plain text) with these receipts.
+    pub fn ok(receipts: Vec<(ReceiptKey, Receipt)>) -> Self {
+        Self {
+            status: 200,
+            content_type: "text/plain; charset=utf-8",
+            body: "OK".into(),
+            receipts,
+        }
+    }
+}
+
+/// Why a hook call was refused; the HTTP layer answers 401/403 or 400 with the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    /// Missing or wrong signature / credentials: 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Unreadable or incomplete callback: 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// This route takes no callbacks: 404.
+    #[error("this route takes no callbacks")]
+    NotFound,
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// A short name for logs and records, e.g. `console`.
@@ -124,6 +256,21 @@ pub trait Provider: Send + Sync + 'static {
     ) -> Result<Vec<(String, Receipt)>, ProviderError> {
         Ok(Vec::new())
     }
+
+    /// A callback to this route's hook (delivery reports, call status). Checks the caller
+    /// (signature or credentials) before believing anything in it.
+    async fn hook(&self, _req: &HookRequest) -> Result<HookReply, HookError> {
+        Err(HookError::NotFound)
+    }
+
+    /// Whether the route is up (e.g. an SMPP bind is established). Routing prefers healthy
+    /// routes; `/readyz` and metrics show it.
+    fn is_up(&self) -> bool {
+        true
+    }
+
+    /// Stops background connections (SMPP binds: unbind) at shutdown.
+    async fn close(&self) {}
 }
 
 /// Spells a code out for speech: `4821` → `4, 8, 2, 1`.

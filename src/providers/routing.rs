@@ -5,10 +5,71 @@
 //! keeps that route. Per-country rules, priorities and health come with the real upstream
 //! providers.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use super::Provider;
 use crate::domain::Channel;
+
+/// `[[routes]]`: one upstream route.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique; shown in records, logs and metrics, and part of the hook URL.
+    pub name: String,
+    /// `smpp`, `kannel`, `twilio`, `twilio-voice`, `vonage` or `console`.
+    pub provider: String,
+    /// Channels this route carries (`sms`, `call`); default: every channel its provider can.
+    pub channels: Option<Vec<String>>,
+    /// ISO 3166 countries this route serves (e.g. `["NL", "BE"]`); empty: every country.
+    #[serde(default)]
+    pub countries: Vec<String>,
+    /// E.164 prefixes this route serves (e.g. `["3161", "3162"]`); empty: every number.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Lower goes first (default 100); equal priorities keep configuration order.
+    #[serde(default = "default_priority")]
+    pub priority: i64,
+    /// Sender id when the template names none.
+    pub sender: Option<String>,
+    /// Receipt timeout of this route, seconds (default `delivery.receipt_timeout_secs`).
+    pub receipt_timeout_secs: Option<i64>,
+    /// Throughput cap, messages per second.
+    pub max_per_second: Option<f64>,
+    /// Most submits waiting for the upstream's answer at once (the SMPP window).
+    pub window: Option<usize>,
+    /// Price of one SMS segment by destination: keys `default`, ISO countries (`NL`) or E.164
+    /// prefixes (`3161`); the longest matching prefix wins, then the country, then `default`.
+    #[serde(default)]
+    pub sms_price: BTreeMap<String, String>,
+    /// Price of one started call billing block, keyed as `sms_price`.
+    #[serde(default)]
+    pub call_price: BTreeMap<String, String>,
+    /// Call billing increments, e.g. `20+20` (default `60+60`).
+    pub bill_period: Option<String>,
+    /// Consecutive failures that open the route's circuit (default 5).
+    #[serde(default = "default_circuit_failures")]
+    pub circuit_failures: u32,
+    /// How long an open circuit keeps the route out of use, seconds (default 30).
+    #[serde(default = "default_circuit_cooldown")]
+    pub circuit_cooldown_secs: u64,
+    pub smpp: Option<super::smpp::SmppConfig>,
+    pub kannel: Option<super::kannel::KannelConfig>,
+    pub twilio: Option<super::twilio::TwilioConfig>,
+    pub vonage: Option<super::vonage::VonageConfig>,
+}
+
+fn default_priority() -> i64 {
+    100
+}
+fn default_circuit_failures() -> u32 {
+    5
+}
+fn default_circuit_cooldown() -> u64 {
+    30
+}
 
 pub struct Route {
     pub name: String,

@@ -67,6 +67,20 @@ impl TestApp {
         .await
     }
 
+    /// Starts a server with the routes of its configuration (`cfg.routes`, set by `tweak`)
+    /// instead of in-memory ones; the console provider is off. `provider`/`providers` then
+    /// hold one unrouted in-memory provider that nothing uses.
+    pub async fn spawn_configured(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_routes(
+            |cfg| {
+                cfg.console.enabled = false;
+                tweak(cfg)
+            },
+            |_| Vec::new(),
+        )
+        .await
+    }
+
     /// Starts a server whose routes are the providers `routes` builds (named after them).
     pub async fn spawn_routes(
         tweak: impl FnOnce(&mut Config),
@@ -106,11 +120,15 @@ impl TestApp {
             let _ = rx.await;
         }));
         let created = service.create_tenant("test tenant").await.expect("tenant");
+        let provider = providers
+            .first()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(MemoryProvider::named("unrouted", clock.clone())));
         Self {
             base,
             client: reqwest::Client::new(),
             clock,
-            provider: providers[0].clone(),
+            provider,
             providers,
             service,
             key: created.tenant.api_key,
