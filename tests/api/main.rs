@@ -11,4 +11,7 @@ mod delivery;
 mod flows;
 mod metrics;
 mod openapi;
+mod routing;
+mod smpp;
+mod upstream_http;
 mod verification;

@@ -1,0 +1,1 @@
+//! Routing: match rules, priorities, prices, circuits, failover between routes.
