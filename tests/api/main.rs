@@ -11,6 +11,7 @@ mod delivery;
 mod flows;
 mod metrics;
 mod openapi;
+mod peers;
 mod routing;
 mod smpp;
 mod upstream_http;
