@@ -31,8 +31,9 @@ impl Secret {
     /// configuration file need not hold passwords); anything else is the value itself.
     pub fn resolve(&self) -> Result<String, String> {
         match self.0.strip_prefix("env:") {
-            Some(var) => std::env::var(var)
-                .map_err(|_| format!("environment variable {var} is not set")),
+            Some(var) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+            }
             None => Ok(self.0.clone()),
         }
     }

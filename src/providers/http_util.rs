@@ -1,7 +1,5 @@
-//! Helpers shared by the HTTP upstreams (Kannel, Twilio, Vonage): configuration checks, the
-//! per-route HTTP client, callback URLs, constant-time comparison and error classification.
-
-use std::time::Duration;
+//! Helpers shared by the HTTP upstreams (Kannel, Twilio, Vonage): configuration checks, callback
+//! URLs, constant-time comparison and error classification.
 
 use subtle::ConstantTimeEq;
 
@@ -9,23 +7,9 @@ use super::ProviderError;
 use crate::clock::SharedClock;
 use crate::config::Secret;
 
-/// Default for `connect_timeout_secs`: how long opening a connection to the upstream may take.
-pub fn default_connect_timeout() -> u64 {
-    5
-}
-
 /// Default for `timeout_secs`: how long one request to the upstream may take in all.
 pub fn default_timeout() -> u64 {
     15
-}
-
-/// The route's HTTP client: its own connection pool, with a connect timeout and an overall
-/// request timeout (the engine's `submit_timeout` bounds the whole submit as well).
-pub fn client(connect_timeout_secs: u64, timeout_secs: u64) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(connect_timeout_secs.max(1)))
-        .timeout(Duration::from_secs(timeout_secs.max(1)))
-        .build()?)
 }
 
 /// What is wrong with a URL setting, if anything: empty, unparsable, or not http(s).

@@ -45,9 +45,6 @@ pub struct KannelConfig {
     /// delivered (1), failed (2), buffered (4), SMSC ack (8) and SMSC reject (16).
     #[serde(default = "default_dlr_mask")]
     pub dlr_mask: u8,
-    /// How long connecting to the smsbox may take, seconds (default 5).
-    #[serde(default = "http_util::default_connect_timeout")]
-    pub connect_timeout_secs: u64,
     /// How long one sendsms request may take in all, seconds (default 15).
     #[serde(default = "http_util::default_timeout")]
     pub timeout_secs: u64,
@@ -107,7 +104,6 @@ pub fn build(cfg: &KannelConfig, ctx: ProviderContext) -> anyhow::Result<Arc<dyn
         Some(t) => Some(http_util::resolve(t, &ctx.route, SECTION, "hook_token")?),
         None => None,
     };
-    let http = http_util::client(cfg.connect_timeout_secs, cfg.timeout_secs)?;
     Ok(Arc::new(KannelProvider {
         route: ctx.route,
         url: cfg.url.clone(),
@@ -118,7 +114,8 @@ pub fn build(cfg: &KannelConfig, ctx: ProviderContext) -> anyhow::Result<Arc<dyn
         dlr_mask: cfg.dlr_mask,
         hook_url: ctx.hook_url,
         clock: ctx.clock,
-        http,
+        http: ctx.http,
+        timeout: std::time::Duration::from_secs(cfg.timeout_secs.max(1)),
     }))
 }
 
@@ -133,6 +130,8 @@ struct KannelProvider {
     hook_url: String,
     clock: SharedClock,
     http: reqwest::Client,
+    /// Bound on one request (the shared client has the connect timeout).
+    timeout: std::time::Duration,
 }
 
 /// The message id otpgate records for a Kannel submit (Kannel returns none of its own).
@@ -193,6 +192,7 @@ impl Provider for KannelProvider {
             .http
             .get(&self.url)
             .query(&q)
+            .timeout(self.timeout)
             .send()
             .await
             .map_err(|e| {

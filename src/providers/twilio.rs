@@ -53,9 +53,6 @@ pub struct TwilioConfig {
     pub messaging_service_sid: Option<String>,
     /// The `<Say voice="…">` of calls, e.g. `Polly.Joanna` (default: Twilio's default voice).
     pub say_voice: Option<String>,
-    /// How long connecting to the API may take, seconds (default 5).
-    #[serde(default = "http_util::default_connect_timeout")]
-    pub connect_timeout_secs: u64,
     /// How long one API request may take in all, seconds (default 15).
     #[serde(default = "http_util::default_timeout")]
     pub timeout_secs: u64,
@@ -125,7 +122,6 @@ pub fn build(
     ctx: ProviderContext,
 ) -> anyhow::Result<Arc<dyn Provider>> {
     let auth_token = http_util::resolve(&cfg.auth_token, &ctx.route, SECTION, "auth_token")?;
-    let http = http_util::client(cfg.connect_timeout_secs, cfg.timeout_secs)?;
     let api = format!(
         "{}/2010-04-01/Accounts/{}",
         cfg.base_url.trim_end_matches('/'),
@@ -142,7 +138,8 @@ pub fn build(
         say_voice: cfg.say_voice.clone(),
         hook_url: ctx.hook_url,
         clock: ctx.clock,
-        http,
+        http: ctx.http,
+        timeout: std::time::Duration::from_secs(cfg.timeout_secs.max(1)),
         calls: Mutex::new(HashMap::new()),
     }))
 }
@@ -160,6 +157,8 @@ struct TwilioProvider {
     hook_url: String,
     clock: SharedClock,
     http: reqwest::Client,
+    /// Bound on one request (the shared client has the connect timeout).
+    timeout: std::time::Duration,
     /// Ring/answer times of calls in progress, by attempt reference.
     calls: Mutex<HashMap<String, CallTimes>>,
 }
@@ -203,6 +202,7 @@ impl TwilioProvider {
             .post(format!("{}/{resource}", self.api))
             .basic_auth(&self.account_sid, Some(&self.auth_token))
             .form(form)
+            .timeout(self.timeout)
             .send()
             .await
             .map_err(|e| {

@@ -51,9 +51,6 @@ pub struct VonageConfig {
     pub signature_method: String,
     /// The sender id or number to send from (else the route's / template's sender).
     pub from: Option<String>,
-    /// How long connecting to the API may take, seconds (default 5).
-    #[serde(default = "http_util::default_connect_timeout")]
-    pub connect_timeout_secs: u64,
     /// How long one API request may take in all, seconds (default 15).
     #[serde(default = "http_util::default_timeout")]
     pub timeout_secs: u64,
@@ -159,7 +156,6 @@ pub fn build(cfg: &VonageConfig, ctx: ProviderContext) -> anyhow::Result<Arc<dyn
             cfg.signature_method
         )
     })?;
-    let http = http_util::client(cfg.connect_timeout_secs, cfg.timeout_secs)?;
     Ok(Arc::new(VonageProvider {
         route: ctx.route,
         url: format!("{}/sms/json", cfg.base_url.trim_end_matches('/')),
@@ -170,7 +166,8 @@ pub fn build(cfg: &VonageConfig, ctx: ProviderContext) -> anyhow::Result<Arc<dyn
         from: cfg.from.clone(),
         hook_url: ctx.hook_url,
         clock: ctx.clock,
-        http,
+        http: ctx.http,
+        timeout: std::time::Duration::from_secs(cfg.timeout_secs.max(1)),
     }))
 }
 
@@ -185,6 +182,8 @@ struct VonageProvider {
     hook_url: String,
     clock: SharedClock,
     http: reqwest::Client,
+    /// Bound on one request (the shared client has the connect timeout).
+    timeout: std::time::Duration,
 }
 
 #[derive(Deserialize)]
@@ -238,6 +237,7 @@ impl Provider for VonageProvider {
             .http
             .post(&self.url)
             .form(&form)
+            .timeout(self.timeout)
             .send()
             .await
             .map_err(|e| {
