@@ -19,6 +19,9 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::harness::TestApp;
+use otpgate::store::{gateway, job_kind, report};
+
 const HOOK: &str = "http://otp.example.test/hooks/r1";
 
 fn ctx(hook_url: &str) -> ProviderContext {
@@ -829,4 +832,400 @@ fn env_secrets_that_are_unset_are_problems() {
     let p = cfg.problems("vo").join("\n");
     assert!(p.contains("routes.vo.vonage.api_secret"), "{p}");
     assert!(p.contains("OTPGATE_TEST_VONAGE_UNSET_SECRET"), "{p}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end: routes from the configuration, callbacks to the server's `/hooks/{route}`.
+
+const US: &str = "14155552671";
+
+async fn spawn_route(route: serde_json::Value) -> TestApp {
+    TestApp::spawn_configured(|cfg| {
+        cfg.routes = vec![serde_json::from_value(route).expect("route config")];
+    })
+    .await
+}
+
+async fn record(app: &TestApp, vid: &str) -> serde_json::Value {
+    app.get(&format!("/v3/otp/verification/record/{vid}")).await
+}
+
+/// The one request the upstream got so far (asserting there is exactly one).
+async fn only_request(server: &MockServer) -> wiremock::Request {
+    let mut reqs = server.received_requests().await.unwrap();
+    assert_eq!(reqs.len(), 1, "one request upstream");
+    reqs.remove(0)
+}
+
+#[tokio::test]
+async fn kannel_route_end_to_end_dlr_settles_the_record_and_forged_dlrs_are_refused() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/cgi-bin/sendsms"))
+        .respond_with(ResponseTemplate::new(202).set_body_string("0: Accepted for delivery"))
+        .mount(&server)
+        .await;
+    let app = spawn_route(json!({
+        "name": "kannel-1", "provider": "kannel", "sender": "OTP",
+        "kannel": {
+            "url": format!("{}/cgi-bin/sendsms", server.uri()),
+            "username": "otp", "password": "otppw", "hook_token": "tok3n",
+        }
+    }))
+    .await;
+    let (app_id, tpl) = app.app_and_template().await;
+    let vid = app.send_ok(&app_id, tpl, US).await;
+    let q = query_of(&only_request(&server).await);
+    assert_eq!(get(&q, "to"), Some(US));
+    assert_eq!(get(&q, "from"), Some("OTP"));
+    let attempt = &app.attempts(&vid).await[0];
+    assert_eq!(attempt.route, "kannel-1");
+    assert_eq!(attempt.gateway_state, gateway::SUCCESS);
+    assert_eq!(
+        attempt.provider_message_id.as_deref(),
+        Some(format!("kannel-{}", attempt.id).as_str())
+    );
+    let dlr_url = get(&q, "dlr-url").unwrap().to_string();
+    assert!(
+        dlr_url.starts_with(&format!("{}/hooks/kannel-1?ref={}&", app.base, attempt.id)),
+        "{dlr_url}"
+    );
+    assert_eq!(record(&app, &vid).await["data"]["sms"]["status"], -1);
+
+    // A forged report (wrong token): 403, nothing changes.
+    let forged = kannel_fill(&dlr_url, 1, "stat:DELIVRD").replace("token=tok3n", "token=x");
+    let resp = app.client.get(&forged).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(record(&app, &vid).await["data"]["sms"]["status"], -1);
+    // SMSC ack: not final.
+    let ack = kannel_fill(&dlr_url, 8, "ACK/");
+    assert_eq!(app.client.get(&ack).send().await.unwrap().status(), 200);
+    assert_eq!(record(&app, &vid).await["data"]["sms"]["status"], -1);
+    // Kannel's real report: delivered.
+    let url = kannel_fill(&dlr_url, 1, "id:77 sub:001 dlvrd:001 stat:DELIVRD err:000");
+    let resp = app.client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    app.drain().await;
+    let rec = record(&app, &vid).await;
+    assert_eq!(rec["data"]["sms"]["status"], 0, "{rec}");
+    assert_eq!(app.attempts(&vid).await[0].report_state, report::SUCCESS);
+}
+
+#[tokio::test]
+async fn kannel_route_end_to_end_refusal_fails_the_attempt_and_outage_is_retried() {
+    let server = MockServer::start().await;
+    let app = spawn_route(json!({
+        "name": "kannel-1", "provider": "kannel", "sender": "OTP",
+        "kannel": {
+            "url": format!("{}/cgi-bin/sendsms", server.uri()),
+            "username": "otp", "password": "wrong",
+        }
+    }))
+    .await;
+    let (app_id, tpl) = app.app_and_template().await;
+
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(403).set_body_string("Authorization failed for sendsms"),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let vid = app.send_ok(&app_id, tpl, US).await;
+    let a = &app.attempts(&vid).await[0];
+    assert_eq!(a.gateway_state, gateway::FAIL);
+    assert!(
+        a.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Authorization failed"),
+        "{a:?}"
+    );
+    assert!(app.jobs().await.iter().all(|j| j.kind != job_kind::DELIVER));
+    assert_eq!(record(&app, &vid).await["data"]["sms"]["status"], 1);
+
+    // 503 then accepted: the delivery job is retried.
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("Sendsms is disabled"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let vid = app.send_ok(&app_id, tpl, "14155552672").await;
+    let a = &app.attempts(&vid).await[0];
+    assert_eq!(a.gateway_state, gateway::PENDING, "{a:?}");
+    let jobs = app.jobs().await;
+    let deliver = jobs
+        .iter()
+        .find(|j| j.kind == job_kind::DELIVER)
+        .expect("a retry");
+    assert!(
+        deliver
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("503"),
+        "{deliver:?}"
+    );
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(202).set_body_string("0: Accepted for delivery"))
+        .mount(&server)
+        .await;
+    app.advance_and_drain(5).await;
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    assert_eq!(app.attempts(&vid).await[0].gateway_state, gateway::SUCCESS);
+}
+
+#[tokio::test]
+async fn twilio_route_end_to_end_signed_callback_settles_the_record() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/2010-04-01/Accounts/{SID}/Messages.json")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "sid": "SM00000000000000000000000000000001", "status": "queued",
+        })))
+        .mount(&server)
+        .await;
+    let app = spawn_route(json!({
+        "name": "tw", "provider": "twilio",
+        "twilio": {"base_url": server.uri(), "account_sid": SID, "auth_token": TOKEN, "from": "+15005550006"}
+    }))
+    .await;
+    let (app_id, tpl) = app.app_and_template().await;
+    let vid = app.send_ok(&app_id, tpl, US).await;
+    let req = only_request(&server).await;
+    assert_eq!(basic_auth_of(&req), format!("{SID}:{TOKEN}"));
+    let f = form_of(&req.body);
+    assert_eq!(get(&f, "To"), Some("+14155552671"));
+    let a = &app.attempts(&vid).await[0];
+    assert_eq!(
+        a.provider_message_id.as_deref(),
+        Some("SM00000000000000000000000000000001")
+    );
+    let callback = get(&f, "StatusCallback").unwrap().to_string();
+    assert_eq!(callback, format!("{}/hooks/tw?ref={}", app.base, a.id));
+
+    let params = [
+        ("MessageSid", "SM00000000000000000000000000000001"),
+        ("MessageStatus", "delivered"),
+        ("AccountSid", SID),
+    ];
+    let post = |sig: Option<String>| {
+        let mut rb = app.client.post(&callback).form(&params);
+        if let Some(s) = sig {
+            rb = rb.header("X-Twilio-Signature", s);
+        }
+        rb.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 403);
+    assert_eq!(
+        post(Some(twilio_sign("other", &callback, &params)))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(record(&app, &vid).await["data"]["sms"]["status"], -1);
+    let resp = post(Some(twilio_sign(TOKEN, &callback, &params)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    app.drain().await;
+    assert_eq!(record(&app, &vid).await["data"]["sms"]["status"], 0);
+}
+
+#[tokio::test]
+async fn twilio_route_end_to_end_throttling_is_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({
+            "code": 20429, "message": "Too Many Requests", "status": 429,
+        })))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM2"})))
+        .mount(&server)
+        .await;
+    let app = spawn_route(json!({
+        "name": "tw", "provider": "twilio",
+        "twilio": {"base_url": server.uri(), "account_sid": SID, "auth_token": TOKEN, "from": "+15005550006"}
+    }))
+    .await;
+    let (app_id, tpl) = app.app_and_template().await;
+    let vid = app.send_ok(&app_id, tpl, US).await;
+    assert_eq!(app.attempts(&vid).await[0].gateway_state, gateway::PENDING);
+    app.advance_and_drain(5).await;
+    let a = &app.attempts(&vid).await[0];
+    assert_eq!(a.gateway_state, gateway::SUCCESS, "{a:?}");
+    assert_eq!(a.provider_message_id.as_deref(), Some("SM2"));
+}
+
+#[tokio::test]
+async fn twilio_voice_route_end_to_end_call_status_fills_the_call_record() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/2010-04-01/Accounts/{SID}/Calls.json")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "sid": "CA00000000000000000000000000000001", "status": "queued",
+        })))
+        .mount(&server)
+        .await;
+    let app = spawn_route(json!({
+        "name": "tv", "provider": "twilio-voice",
+        "twilio": {"base_url": server.uri(), "account_sid": SID, "auth_token": TOKEN, "from": "+15005550006"}
+    }))
+    .await;
+    let (app_id, tpl) = app.app_and_template().await;
+    let r = app
+        .post(
+            "/v3/otp/verification/send",
+            json!({"appId": app_id, "templateId": tpl, "to": US, "channel": "call"}),
+        )
+        .await;
+    assert_eq!(r["status"], "0", "{r}");
+    let vid = r["data"]["verificationId"].as_str().unwrap().to_string();
+    let f = form_of(&only_request(&server).await.body);
+    assert!(
+        get(&f, "Twiml").unwrap().starts_with("<Response><Say"),
+        "{f:?}"
+    );
+    let callback = get(&f, "StatusCallback").unwrap().to_string();
+
+    let now = {
+        use otpgate::clock::Clock;
+        app.clock.now()
+    };
+    let at = |secs: i64| (now + chrono::Duration::seconds(secs)).to_rfc2822();
+    let send = |status: &'static str, ts: String, dur: Option<&'static str>| {
+        let mut p: Vec<(&str, String)> = vec![
+            ("CallSid", "CA00000000000000000000000000000001".into()),
+            ("CallStatus", status.into()),
+            ("Timestamp", ts),
+        ];
+        if let Some(d) = dur {
+            p.push(("CallDuration", d.into()));
+        }
+        let refs: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let sig = twilio_sign(TOKEN, &callback, &refs);
+        app.client
+            .post(&callback)
+            .header("X-Twilio-Signature", sig)
+            .form(&p)
+            .send()
+    };
+    assert_eq!(send("ringing", at(2), None).await.unwrap().status(), 200);
+    assert_eq!(
+        send("in-progress", at(6), None).await.unwrap().status(),
+        200
+    );
+    let call = &record(&app, &vid).await["data"]["call"];
+    assert_eq!(call["terminationCode"], -1, "in progress: {call}");
+    assert_eq!(
+        send("completed", at(26), Some("20"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.drain().await;
+    let rec = record(&app, &vid).await;
+    let call = &rec["data"]["call"];
+    assert_eq!(call["terminationCode"], 0, "{rec}");
+    assert_eq!(call["terminationReason"], "answered");
+    assert_eq!(call["callDuration"], 20);
+    for f in ["ringingTime", "answerTime", "hangupTime"] {
+        assert!(call[f].is_string(), "{f}: {call}");
+    }
+    let a = &app.attempts(&vid).await[0];
+    let now_ms = now.timestamp_millis() / 1000 * 1000;
+    assert_eq!(a.ring_ms, Some(now_ms + 2_000), "{a:?}");
+    assert_eq!(a.answer_ms, Some(now_ms + 6_000), "{a:?}");
+}
+
+#[tokio::test]
+async fn vonage_route_end_to_end_signed_receipt_settles_the_record() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/sms/json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "message-count": "1",
+            "messages": [{"to": US, "message-id": "0A00000000000001", "status": "0"}]
+        })))
+        .mount(&server)
+        .await;
+    let app = spawn_route(json!({
+        "name": "vo", "provider": "vonage", "sender": "OTP",
+        "vonage": {
+            "base_url": server.uri(), "api_key": "abcd1234", "api_secret": "vonage-api-secret",
+            "signature_secret": SIG_SECRET, "signature_method": "md5hash",
+        }
+    }))
+    .await;
+    let (app_id, tpl) = app.app_and_template().await;
+    let vid = app.send_ok(&app_id, tpl, US).await;
+    let f = form_of(&only_request(&server).await.body);
+    let a = &app.attempts(&vid).await[0];
+    assert_eq!(get(&f, "client-ref"), Some(a.id.to_string().as_str()));
+    assert_eq!(get(&f, "type"), Some("text"));
+    let callback = get(&f, "callback").unwrap().to_string();
+    assert_eq!(callback, format!("{}/hooks/vo", app.base));
+    assert_eq!(a.provider_message_id.as_deref(), Some("0A00000000000001"));
+
+    let mut receipt = vonage_receipt("delivered", 0);
+    for (k, v) in receipt.iter_mut() {
+        match k.as_str() {
+            "client-ref" => *v = a.id.to_string(),
+            "messageId" => *v = "0A00000000000001".into(),
+            "timestamp" => *v = app.clock_now_secs().to_string(),
+            _ => {}
+        }
+    }
+    // Unsigned, or signed for other values: 403, nothing changes.
+    let resp = app
+        .client
+        .post(&callback)
+        .json(&to_json(&receipt))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let mut forged = with_sig(receipt.clone(), "md5hash");
+    forged
+        .iter_mut()
+        .find(|(k, _)| k == "network-code")
+        .unwrap()
+        .1 = "20408".into();
+    let resp = app
+        .client
+        .post(&callback)
+        .json(&to_json(&forged))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(record(&app, &vid).await["data"]["sms"]["status"], -1);
+
+    let signed = with_sig(receipt, "md5hash");
+    let resp = app
+        .client
+        .post(&callback)
+        .json(&to_json(&signed))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    app.drain().await;
+    assert_eq!(record(&app, &vid).await["data"]["sms"]["status"], 0);
+    let a = &app.attempts(&vid).await[0];
+    assert_eq!(a.report_state, report::SUCCESS);
+    assert_eq!(a.mnc, Some(16));
+}
+
+fn to_json(p: &[(String, String)]) -> serde_json::Value {
+    serde_json::Value::Object(
+        p.iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
 }
