@@ -253,7 +253,10 @@ fn url_bytes(s: &str) -> Vec<u8> {
 }
 
 fn utf16be(bytes: &[u8]) -> String {
-    assert!(bytes.len() % 2 == 0, "UCS-2 has an even number of bytes");
+    assert!(
+        bytes.len().is_multiple_of(2),
+        "UCS-2 has an even number of bytes"
+    );
     let units: Vec<u16> = bytes
         .chunks(2)
         .map(|c| u16::from_be_bytes([c[0], c[1]]))
