@@ -13,9 +13,9 @@ use crate::config::{Config, Validated};
 use crate::crypto::Keys;
 use crate::domain::validate::{parse_bill_period, parse_price};
 use crate::http::{AppState, HttpSettings, router};
-use crate::providers::Provider;
 use crate::providers::console::ConsoleProvider;
-use crate::providers::routing::{Route, Routing};
+use crate::providers::routing::{PriceTable, Route, RouteConfig, Routing};
+use crate::providers::{Provider, ProviderContext, ReceiptSink, kannel, smpp, twilio, vonage};
 use crate::service::Service;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{SharedStore, Store};
@@ -32,8 +32,9 @@ pub async fn open_store(database_url: &str) -> anyhow::Result<SharedStore> {
 /// How to build a server besides its configuration.
 pub struct Options {
     pub clock: SharedClock,
-    /// Named routes that replace the configured providers (tests use in-memory ones); the
-    /// console settings give their sender and prices.
+    /// Named providers (tests use in-memory ones). One named like a configured route carries
+    /// that route; the others are routes of their own, priced by the console settings, and
+    /// the console route is left out.
     pub routes: Vec<(String, Arc<dyn Provider>)>,
     /// Whether the console provider prints to stdout.
     pub print_console: bool,
@@ -42,35 +43,98 @@ pub struct Options {
     pub workers: bool,
 }
 
-fn routing(cfg: &Config, store: &SharedStore, opts: &Options) -> Routing {
-    let c = &cfg.console;
-    let providers: Vec<(String, Arc<dyn Provider>)> = if !opts.routes.is_empty() {
-        opts.routes.clone()
-    } else if c.enabled {
-        vec![(
-            "console".to_string(),
-            Arc::new(ConsoleProvider::new(
-                store.clone(),
-                opts.clock.clone(),
-                opts.print_console,
-            )),
-        )]
-    } else {
-        Vec::new()
-    };
-    let routes = providers
-        .into_iter()
-        .map(|(name, provider)| Route {
-            name,
-            provider,
+/// Where routing sits in the route order: the console provider comes after every configured
+/// route (it is the development fallback).
+const CONSOLE_PRIORITY: i64 = 1_000_000;
+
+/// What building providers needs besides their configuration.
+struct Wiring<'a> {
+    cfg: &'a Config,
+    store: &'a SharedStore,
+    opts: &'a Options,
+    sink: ReceiptSink,
+    http: reqwest::Client,
+    /// `public_url` (or `http://<listen address>`), without a trailing slash.
+    public_base: String,
+}
+
+impl Wiring<'_> {
+    fn console(&self) -> Arc<dyn Provider> {
+        Arc::new(ConsoleProvider::new(
+            self.store.clone(),
+            self.opts.clock.clone(),
+            self.opts.print_console,
+        ))
+    }
+
+    /// A configured route's provider.
+    fn provider(&self, r: &RouteConfig) -> anyhow::Result<Arc<dyn Provider>> {
+        let ctx = ProviderContext {
+            route: r.name.clone(),
+            clock: self.opts.clock.clone(),
+            receipts: self.sink.clone(),
+            hook_url: format!("{}/hooks/{}", self.public_base, r.name),
+            http: self.http.clone(),
+        };
+        let missing = || anyhow::anyhow!("route {}: [routes.{}] is missing", r.name, r.provider);
+        match r.provider.as_str() {
+            "smpp" => smpp::build(r.smpp.as_ref().ok_or_else(missing)?, ctx),
+            "kannel" => kannel::build(r.kannel.as_ref().ok_or_else(missing)?, ctx),
+            "twilio" => twilio::build(r.twilio.as_ref().ok_or_else(missing)?, false, ctx),
+            "twilio-voice" => twilio::build(r.twilio.as_ref().ok_or_else(missing)?, true, ctx),
+            "vonage" => vonage::build(r.vonage.as_ref().ok_or_else(missing)?, ctx),
+            "console" => Ok(self.console()),
+            other => anyhow::bail!("route {}: unknown provider {other}", r.name),
+        }
+    }
+
+    /// The console route, priced and labelled by `[console]`.
+    fn console_route(&self, provider: Arc<dyn Provider>, name: String) -> Route {
+        let c = &self.cfg.console;
+        Route {
             default_sender: Some(c.sender.clone()),
-            price_per_segment_micros: parse_price(&c.price_per_segment).unwrap_or(0),
-            price_per_call_block_micros: parse_price(&c.price_per_call_block).unwrap_or(0),
+            sms_price: PriceTable::flat(parse_price(&c.price_per_segment).unwrap_or(0)),
+            call_price: PriceTable::flat(parse_price(&c.price_per_call_block).unwrap_or(0)),
             bill_period: parse_bill_period(&c.bill_period).unwrap_or((60, 60)),
-            receipt_timeout_ms: cfg.delivery.receipt_timeout_secs * 1000,
-        })
-        .collect();
-    Routing::new(routes)
+            receipt_timeout_ms: self.cfg.delivery.receipt_timeout_secs * 1000,
+            ..Route::simple(name, provider)
+        }
+    }
+
+    /// Every route: the configured ones (a route whose name an injected provider carries
+    /// gets that provider: tests), then injected providers without a configured route, then
+    /// the console when nothing was injected.
+    fn routing(&self) -> anyhow::Result<Routing> {
+        let clock = self.opts.clock.clone();
+        let injected = |name: &str| {
+            self.opts
+                .routes
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p.clone())
+        };
+        let timeout_ms = self.cfg.delivery.receipt_timeout_secs * 1000;
+        let mut routes = Vec::new();
+        for r in &self.cfg.routes {
+            let provider = match injected(&r.name) {
+                Some(p) => p,
+                None => self.provider(r)?,
+            };
+            routes.push(Route::from_config(r, provider, timeout_ms));
+        }
+        for (name, p) in &self.opts.routes {
+            if !self.cfg.routes.iter().any(|r| &r.name == name) {
+                routes.push(self.console_route(p.clone(), name.clone()));
+            }
+        }
+        if self.cfg.console.enabled && self.opts.routes.is_empty() {
+            routes.push(Route {
+                priority: CONSOLE_PRIORITY,
+                ..self.console_route(self.console(), "console".into())
+            });
+        }
+        Ok(Routing::new(routes, clock))
+    }
 }
 
 /// Takes the lock that makes a server the only one serving a SQLite file: at start a server
@@ -107,6 +171,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub service: Service,
     workers: bool,
+    /// Stops the receipt consumer when the server stops.
+    receipts_stop: tokio::sync::watch::Sender<bool>,
     /// Held while the server lives (see [`lock_database`]).
     _lock: Option<std::fs::File>,
 }
@@ -116,13 +182,40 @@ impl Server {
         let lock = lock_database(&cfg.database_url)?;
         let store = open_store(&cfg.database_url).await?;
         let keys = Arc::new(Keys::new(&v.master_key));
-        let routing = Arc::new(routing(cfg, &store, &opts));
+        let listener = TcpListener::bind(v.listen)
+            .await
+            .with_context(|| format!("binding {}", v.listen))?;
+        let addr = listener.local_addr()?;
+        let public_base = cfg
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_string();
+        let (sink, receipts) = ReceiptSink::new();
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .user_agent(concat!("otpgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")?;
+        let routing = Arc::new(
+            Wiring {
+                cfg,
+                store: &store,
+                opts: &opts,
+                sink: sink.clone(),
+                http,
+                public_base: public_base.clone(),
+            }
+            .routing()?,
+        );
         let service = Service::new(
             store,
             opts.clock.clone(),
             keys,
             routing,
             cfg.delivery.clone(),
+            sink,
         );
         let state = AppState {
             service: service.clone(),
@@ -130,12 +223,11 @@ impl Server {
                 timestamp_tolerance_secs: cfg.timestamp_tolerance_secs,
                 display_offset: v.offset,
                 max_body_bytes: cfg.max_body_bytes,
+                public_base,
             }),
         };
-        let listener = TcpListener::bind(v.listen)
-            .await
-            .with_context(|| format!("binding {}", v.listen))?;
-        let addr = listener.local_addr()?;
+        let (receipts_stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(service.clone().run_receipts(receipts, stopped));
         service
             .start_jobs()
             .await
@@ -146,6 +238,7 @@ impl Server {
             addr,
             service,
             workers: opts.workers,
+            receipts_stop,
             _lock: lock,
         })
     }
@@ -172,6 +265,10 @@ impl Server {
             let _ = w.await;
         }
         self.service.stop_jobs().await;
+        for route in self.service.routing.routes() {
+            route.provider.close().await;
+        }
+        let _ = self.receipts_stop.send(true);
         drop(self._lock);
         served
     }

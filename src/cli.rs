@@ -123,8 +123,9 @@ async fn offline_service(cfg: &Config, v: &Validated) -> anyhow::Result<Service>
         store,
         Arc::new(SystemClock),
         Arc::new(Keys::new(&v.master_key)),
-        Arc::new(Routing::default()),
+        Arc::new(Routing::new(Vec::new(), Arc::new(SystemClock))),
         cfg.delivery.clone(),
+        crate::providers::ReceiptSink::new().0,
     ))
 }
 
@@ -238,16 +239,41 @@ fn config_check(cli: &Cli) -> anyhow::Result<()> {
             println!("  display offset  {}", cfg.display_offset);
             println!("  currency        {}", cfg.currency);
             println!(
-                "  providers       {}",
-                if cfg.console.enabled {
-                    format!(
-                        "console (sender {}, prints codes to the terminal: development only)",
-                        cfg.console.sender
-                    )
-                } else {
-                    "none: sends will answer that no route is configured".into()
-                }
+                "  public URL      {} (hooks at <public URL>/hooks/<route>)",
+                cfg.public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", v.listen))
             );
+            if cfg.routes.is_empty() && !cfg.console.enabled {
+                println!(
+                    "  routes          none: sends will answer that no route serves the number"
+                );
+            } else {
+                println!("  routes          (lower priority first)");
+            }
+            for r in &cfg.routes {
+                let channels: Vec<&str> = r.channel_list().iter().map(|c| c.as_str()).collect();
+                let mut serves: Vec<String> = r.countries.clone();
+                serves.extend(r.prefixes.iter().map(|p| format!("+{p}")));
+                println!(
+                    "    {:<16} {:<12} {:<9} priority {:<5} serves {}",
+                    r.name,
+                    r.provider,
+                    channels.join(","),
+                    r.priority,
+                    if serves.is_empty() {
+                        "every number".to_string()
+                    } else {
+                        serves.join(" ")
+                    }
+                );
+            }
+            if cfg.console.enabled {
+                println!(
+                    "    {:<16} {:<12} {:<9} last resort: prints codes to the terminal (development only), sender {}",
+                    "console", "console", "sms,call", cfg.console.sender
+                );
+            }
             Ok(())
         }
         Err(problems) => bail!(

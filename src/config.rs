@@ -31,8 +31,9 @@ impl Secret {
     /// configuration file need not hold passwords); anything else is the value itself.
     pub fn resolve(&self) -> Result<String, String> {
         match self.0.strip_prefix("env:") {
-            Some(var) => std::env::var(var)
-                .map_err(|_| format!("environment variable {var} is not set")),
+            Some(var) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+            }
             None => Ok(self.0.clone()),
         }
     }
@@ -306,6 +307,26 @@ impl Config {
             ));
         }
         problems.extend(self.delivery.problems());
+        problems.extend(crate::providers::routing::routes_problems(&self.routes));
+        if let Some(url) = &self.public_url {
+            let ok = reqwest::Url::parse(url).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if !ok {
+                problems.push(format!(
+                    "public_url = {url:?} is not an http(s) URL without query, like https://otp.example.com"
+                ));
+            }
+        }
+        if self.mode == Mode::Production && self.routes.iter().any(|r| r.provider == "console") {
+            problems.push(
+                "mode = production refuses routes with provider = \"console\": it prints codes to the terminal"
+                    .into(),
+            );
+        }
         if self.mode == Mode::Production && self.console.enabled {
             problems.push(
                 "mode = production refuses the console provider: it prints codes to the terminal. \

@@ -69,6 +69,15 @@ impl Metrics {
                 "otpgate_job_lag_seconds",
                 "From a job's due time to a worker starting it, by kind."
             );
+            describe_counter!(
+                "otpgate_hooks_total",
+                "Upstream callbacks to /hooks, by route and outcome (ok, forbidden, bad_request, unknown_route, no_hook, unavailable)."
+            );
+            describe_gauge!("otpgate_route_up", "1 when the route is up (e.g. its SMPP bind is established).");
+            describe_gauge!(
+                "otpgate_route_circuit_open",
+                "1 while the route's circuit is open after repeated failures."
+            );
             describe_histogram!(
                 "otpgate_provider_submit_seconds",
                 "Time a route takes to answer a submit, by route and result."
@@ -119,9 +128,22 @@ impl Metrics {
         });
     }
 
-    /// The exposition text, with the queue gauges set from `stats` first.
-    pub fn render(&self, stats: JobStats, now_ms: i64) -> String {
+    pub fn hook(&self, route: &str, outcome: &'static str) {
+        let route = route.to_string();
         self.with(|| {
+            counter!("otpgate_hooks_total", "route" => route, "outcome" => outcome).increment(1)
+        });
+    }
+
+    /// The exposition text, with the queue gauges set from `stats` and the route gauges from
+    /// `routes` (`(name, up, circuit open)`) first.
+    pub fn render(&self, stats: JobStats, now_ms: i64, routes: &[(String, bool, bool)]) -> String {
+        self.with(|| {
+            for (name, up, open) in routes {
+                gauge!("otpgate_route_up", "route" => name.clone()).set(f64::from(u8::from(*up)));
+                gauge!("otpgate_route_circuit_open", "route" => name.clone())
+                    .set(f64::from(u8::from(*open)));
+            }
             gauge!("otpgate_jobs_queued").set(stats.total as f64);
             gauge!("otpgate_jobs_due").set(stats.due as f64);
             let lag = stats
@@ -151,6 +173,15 @@ mod tests {
                 oldest_due_ms: Some(1_000),
             },
             3_500,
+            &[("smpp-a".to_string(), false, true)],
+        );
+        assert!(
+            text.contains("otpgate_route_up{route=\"smpp-a\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("otpgate_route_circuit_open{route=\"smpp-a\"} 1"),
+            "{text}"
         );
         assert!(
             text.contains("otpgate_sends_total{kind=\"send\"} 2"),
@@ -165,7 +196,7 @@ mod tests {
             text.contains("otpgate_provider_submit_seconds_bucket"),
             "{text}"
         );
-        let other = b.render(JobStats::default(), 0);
+        let other = b.render(JobStats::default(), 0, &[]);
         assert!(!other.contains("otpgate_sends_total{"), "{other}");
     }
 }

@@ -12,6 +12,8 @@ pub enum Channel {
 }
 
 impl Channel {
+    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Call, Channel::Sna];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",

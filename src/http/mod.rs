@@ -3,6 +3,7 @@
 //! one `merge` in [`router`].
 
 pub mod buka;
+pub mod hooks;
 pub mod openapi;
 
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub struct HttpSettings {
     pub timestamp_tolerance_secs: i64,
     pub display_offset: FixedOffset,
     pub max_body_bytes: usize,
+    /// `public_url` without a trailing slash: hook signatures are computed over it.
+    pub public_base: String,
 }
 
 #[derive(Clone)]
@@ -40,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::serve))
         .merge(buka::routes())
+        .merge(hooks::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -88,7 +92,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        svc.metrics.render(stats, now),
+        svc.metrics.render(stats, now, &svc.routing.status()),
     )
         .into_response()
 }

@@ -71,19 +71,20 @@ fn render(target: &DeliveryTarget, code: &Code) -> (String, Option<VoiceParams>)
     }
 }
 
-/// Encoding, segments and price of a message on a route.
-fn accounting(channel: Channel, info: &SmsInfo, route: &Route) -> SendingInfo {
+/// Encoding, segments and price of a message to `phone` on a route.
+fn accounting(channel: Channel, info: &SmsInfo, route: &Route, phone: &PhoneNumber) -> SendingInfo {
     if channel == Channel::Sms {
+        let rate = route.sms_price.price(phone);
         SendingInfo {
             encoding: Some(info.encoding.as_str().into()),
             segments: Some(info.segments as i64),
-            rate_micros: Some(route.price_per_segment_micros),
-            price_micros: Some(route.price_per_segment_micros * info.segments as i64),
+            rate_micros: Some(rate),
+            price_micros: Some(rate * info.segments as i64),
             bill_period: None,
         }
     } else {
         SendingInfo {
-            rate_micros: Some(route.price_per_call_block_micros),
+            rate_micros: Some(route.call_price.price(phone)),
             bill_period: Some(format!("{}+{}", route.bill_period.0, route.bill_period.1)),
             price_micros: Some(0),
             ..SendingInfo::default()
@@ -141,7 +142,7 @@ impl Service {
         flow_step: Option<i64>,
         choice: RouteChoice<'_>,
     ) -> Option<(DeliveryTarget, NewAttempt)> {
-        let (route_index, route) = self.routing.choose(channel, choice)?;
+        let (route_index, route) = self.routing.choose(channel, &phone, choice)?;
         let sender = template
             .as_ref()
             .and_then(|t| t.sender_id.clone())
@@ -164,6 +165,7 @@ impl Service {
                 channel,
                 &sms::analyze(&render(&target, code).0),
                 route,
+                &target.phone,
             )),
         };
         Some((target, attempt))
@@ -204,7 +206,7 @@ impl Service {
         };
         let (text, voice) = render(&d.target, &d.code);
         let info = sms::analyze(&text);
-        let acct = accounting(d.target.channel, &info, route);
+        let acct = accounting(d.target.channel, &info, route, &d.target.phone);
         let msg = OutboundMessage {
             attempt_id: d.attempt_id,
             verification_id: d.verification_id.clone(),
@@ -217,7 +219,12 @@ impl Service {
         let submitted_ms = self.now_ms();
         let started = std::time::Instant::now();
         let limit = std::time::Duration::from_secs(self.jobs.cfg.submit_timeout_secs as u64);
-        let result = match tokio::time::timeout(limit, route.provider.submit(&msg)).await {
+        // The route's window and throughput cap count against the submit timeout.
+        let submit = async {
+            let _pass = route.gate.enter().await;
+            route.provider.submit(&msg).await
+        };
+        let result = match tokio::time::timeout(limit, submit).await {
             Ok(r) => r,
             Err(_) => Err(ProviderError::Retryable(format!(
                 "the route did not answer within {} s",
@@ -225,6 +232,10 @@ impl Service {
             ))),
         };
         let elapsed = started.elapsed();
+        // Permanent refusals are about the message (number, content), not the route's health.
+        if !matches!(result, Err(ProviderError::Permanent(_))) {
+            self.routing.record(d.target.route_index, result.is_ok());
+        }
         self.metrics
             .submit(&route.name, result.is_ok(), elapsed.as_secs_f64());
         let now = self.now_ms();
@@ -275,25 +286,52 @@ impl Service {
                 );
             }
             Err(ProviderError::Retryable(reason)) if tries < self.jobs.cfg.max_tries => {
-                let wait = backoff_ms(self.jobs.cfg.retry_backoff_secs, tries);
+                // Another route takes it at once; the only route takes it after a backoff.
+                let other = self
+                    .routing
+                    .failover(d.target.channel, &d.target.phone, &route.name);
+                let wait = match other {
+                    Some(_) => 0,
+                    None => backoff_ms(self.jobs.cfg.retry_backoff_secs, tries),
+                };
                 update = AttemptUpdate {
                     gateway_state: Some(gateway::PENDING.into()),
                     reason: Some(reason.clone()),
                     ..AttemptUpdate::default()
                 };
+                if let Some((_, next_route)) = other {
+                    let template_sender =
+                        d.target.template.as_ref().and_then(|t| t.sender_id.clone());
+                    let moved = accounting(d.target.channel, &info, next_route, &d.target.phone);
+                    update.route = Some(next_route.name.clone());
+                    update.provider = Some(next_route.provider.kind().to_string());
+                    update.sender = template_sender.or_else(|| next_route.default_sender.clone());
+                    update.rate_micros = moved.rate_micros;
+                    update.price_micros = moved.price_micros;
+                    update.bill_period = moved.bill_period;
+                    tracing::warn!(
+                        attempt.id = d.attempt_id,
+                        route.name = %route.name,
+                        route.next = %next_route.name,
+                        error = %reason,
+                        "route refused for now; moving the attempt to the next route"
+                    );
+                }
                 next = JobNext::Retry {
                     due_ms: now + wait,
                     error: reason.clone(),
                 };
                 self.metrics.attempt(channel, gateway::PENDING);
-                tracing::warn!(
-                    attempt.id = d.attempt_id,
-                    route.name = %route.name,
-                    job.tries = tries,
-                    retry.in_ms = wait,
-                    error = %reason,
-                    "route refused for now; retrying"
-                );
+                if other.is_none() {
+                    tracing::warn!(
+                        attempt.id = d.attempt_id,
+                        route.name = %route.name,
+                        job.tries = tries,
+                        retry.in_ms = wait,
+                        error = %reason,
+                        "route refused for now; retrying"
+                    );
+                }
             }
             Err(e) => {
                 let reason = match &e {
@@ -515,6 +553,9 @@ fn merge(base: AttemptUpdate, over: AttemptUpdate) -> AttemptUpdate {
         ring_ms: over.ring_ms.or(base.ring_ms),
         answer_ms: over.answer_ms.or(base.answer_ms),
         termination_code: over.termination_code.or(base.termination_code),
+        route: over.route.or(base.route),
+        provider: over.provider.or(base.provider),
+        sender: over.sender.or(base.sender),
     }
 }
 

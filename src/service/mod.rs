@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 pub use backfill::{BackfillRateInput, PostbackInput};
 pub use catalog::{AppInput, FlowInput, TemplateInput};
+pub use receipts::ReceiptOutcome;
 pub use tenants::{CreatedTenant, ip_allowed, parse_allow_entry};
 pub use verification::{RecordView, SendInput, SendResult, VerifyResult};
 
@@ -21,6 +22,7 @@ use crate::clock::SharedClock;
 use crate::config::DeliveryConfig;
 use crate::crypto::Keys;
 use crate::metrics::Metrics;
+use crate::providers::ReceiptSink;
 use crate::providers::routing::Routing;
 use crate::store::{SharedStore, StoreError};
 
@@ -83,6 +85,8 @@ pub struct Service {
     pub routing: Arc<Routing>,
     pub metrics: Arc<Metrics>,
     pub jobs: Arc<jobs::JobRuntime>,
+    /// Where receipts go that must wait for their submit to be recorded.
+    pub receipts: ReceiptSink,
     secrets: Arc<tenants::SecretCache>,
 }
 
@@ -93,6 +97,7 @@ impl Service {
         keys: Arc<Keys>,
         routing: Arc<Routing>,
         delivery: DeliveryConfig,
+        receipts: ReceiptSink,
     ) -> Self {
         Self {
             store,
@@ -101,6 +106,7 @@ impl Service {
             routing,
             metrics: Arc::new(Metrics::new()),
             jobs: Arc::new(jobs::JobRuntime::new(delivery)),
+            receipts,
             secrets: Arc::default(),
         }
     }

@@ -1,13 +1,36 @@
 //! Delivery receipts: pushed by routes, polled by the sync job, or settled by the receipt
 //! timeout.
 
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
+
 use super::delivery::receipt_update;
 use super::{Service, ServiceResult};
-use crate::providers::Receipt;
+use crate::providers::{Receipt, ReceiptEvent, ReceiptKey};
 use crate::store::{AttemptGuard, AttemptUpdate, Job, JobNext, JobOutcome, report};
 
 /// Most pending receipts one sync asks one route about.
 const SYNC_BATCH: i64 = 500;
+
+/// Most receipts held for messages whose submit is not recorded yet.
+const MAX_HELD: usize = 100_000;
+
+/// How often held receipts are tried again.
+const HELD_RETRY: Duration = Duration::from_millis(100);
+
+/// What became of a receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// It changed its attempt.
+    Applied,
+    /// Its attempt had a receipt already (or is not waiting for one).
+    Settled,
+    /// No attempt of that route has this message id (yet).
+    Unknown,
+}
 
 impl Service {
     /// A receipt for the message `message_id` of `route`. Returns whether it changed an
@@ -19,13 +42,24 @@ impl Service {
         message_id: &str,
         receipt: Receipt,
     ) -> ServiceResult<bool> {
-        let Some(attempt) = self.store.attempt_by_message(route, message_id).await? else {
-            tracing::info!(
-                route.name = route,
-                message.id = message_id,
-                "receipt for an unknown message"
-            );
-            return Ok(false);
+        let key = ReceiptKey::Message(message_id.to_string());
+        Ok(self.apply_receipt(route, &key, receipt).await? == ReceiptOutcome::Applied)
+    }
+
+    /// A receipt for the attempt `key` names on `route` (by the provider's message id, or by
+    /// the attempt id a callback carried).
+    pub async fn apply_receipt(
+        &self,
+        route: &str,
+        key: &ReceiptKey,
+        receipt: Receipt,
+    ) -> ServiceResult<ReceiptOutcome> {
+        let found = match key {
+            ReceiptKey::Message(id) => self.store.attempt_by_message(route, id).await?,
+            ReceiptKey::Attempt(id) => self.store.attempt_on_route(route, *id).await?,
+        };
+        let Some(attempt) = found else {
+            return Ok(ReceiptOutcome::Unknown);
         };
         let update = receipt_update(
             &receipt,
@@ -50,8 +84,83 @@ impl Service {
                 receipt.state = state,
                 "receipt"
             );
+            Ok(ReceiptOutcome::Applied)
+        } else {
+            Ok(ReceiptOutcome::Settled)
         }
-        Ok(applied)
+    }
+
+    /// Applies the receipts routes push on their own connections, until `stop`. A receipt
+    /// whose message is not known yet (it came before the `submit_sm_resp`, or before the
+    /// submit's outcome was written) is held and tried again every 100 ms for
+    /// `delivery.submit_timeout_secs` + 30 s; then it is dropped with a warning (the receipt
+    /// timeout settles the attempt).
+    pub async fn run_receipts(
+        self,
+        mut events: UnboundedReceiver<ReceiptEvent>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let hold_for = Duration::from_secs(self.jobs.cfg.submit_timeout_secs as u64 + 30);
+        let mut held: VecDeque<(Instant, ReceiptEvent)> = VecDeque::new();
+        let mut tick = tokio::time::interval(HELD_RETRY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    if !self.try_event(&event).await {
+                        if held.len() >= MAX_HELD
+                            && let Some((_, dropped)) = held.pop_front()
+                        {
+                            tracing::warn!(route.name = %dropped.route, "too many early receipts held; dropping the oldest");
+                        }
+                        held.push_back((Instant::now(), event));
+                    }
+                }
+                _ = tick.tick(), if !held.is_empty() => {
+                    let mut still = VecDeque::with_capacity(held.len());
+                    for (since, event) in held.drain(..) {
+                        if self.try_event(&event).await {
+                            continue;
+                        }
+                        if since.elapsed() > hold_for {
+                            tracing::warn!(
+                                route.name = %event.route,
+                                receipt.key = ?event.key,
+                                "receipt for an unknown message; dropped"
+                            );
+                        } else {
+                            still.push_back((since, event));
+                        }
+                    }
+                    held = still;
+                }
+                _ = stop.changed() => break,
+            }
+        }
+    }
+
+    /// Queues a receipt for the consumer, which holds it until its message is known.
+    pub fn hold_receipt(&self, event: ReceiptEvent) {
+        if !self.receipts.push(event) {
+            tracing::warn!("receipt dropped: the server is stopping");
+        }
+    }
+
+    /// Applies one pushed receipt; false when it must be held (unknown message, or the store
+    /// failed).
+    async fn try_event(&self, event: &ReceiptEvent) -> bool {
+        match self
+            .apply_receipt(&event.route, &event.key, event.receipt.clone())
+            .await
+        {
+            Ok(ReceiptOutcome::Unknown) => false,
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(route.name = %event.route, error = %e, "could not apply a receipt");
+                false
+            }
+        }
     }
 
     /// The receipt timeout: an accepted attempt still without a receipt has failed.

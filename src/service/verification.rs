@@ -69,7 +69,7 @@ pub(super) fn code_context(session_id: &str) -> String {
 }
 
 impl Service {
-    /// Picks the first route for `channel` and describes the attempt (see
+    /// Picks the best route for `channel` and the number and describes the attempt (see
     /// [`Service::describe_attempt`]); no route is the caller's error.
     fn plan(
         &self,
@@ -91,7 +91,7 @@ impl Service {
             ServiceError::invalid(
                 "channel",
                 format!(
-                    "{channel}: no {} route is configured on this gateway",
+                    "{channel}: no {} route on this gateway serves this number",
                     channel.as_str().to_uppercase()
                 ),
             )

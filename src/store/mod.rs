@@ -123,6 +123,8 @@ pub trait Store: Send + Sync + 'static {
         route: &str,
         message_id: &str,
     ) -> StoreResult<Option<Attempt>>;
+    /// The attempt `attempt_id` if it is on `route` (a callback names its own attempt).
+    async fn attempt_on_route(&self, route: &str, attempt_id: i64) -> StoreResult<Option<Attempt>>;
     /// Applies a delivery receipt if `guard` still holds, and drops the attempt's receipt
     /// timeout; `false` when the attempt had been settled already.
     async fn apply_receipt(

@@ -192,6 +192,10 @@ pub struct AttemptUpdate {
     pub ring_ms: Option<i64>,
     pub answer_ms: Option<i64>,
     pub termination_code: Option<i64>,
+    /// A move to another route (failover before the attempt was handed over).
+    pub route: Option<String>,
+    pub provider: Option<String>,
+    pub sender: Option<String>,
 }
 
 /// A code ready to be stored: its keyed hash and its sealed form.

@@ -975,8 +975,9 @@ macro_rules! attempt_update_sql {
              bill_period = COALESCE(?10, bill_period), call_duration = COALESCE(?11, call_duration), \
              charged_duration = COALESCE(?12, charged_duration), send_ms = COALESCE(?13, send_ms), \
              done_ms = COALESCE(?14, done_ms), ring_ms = COALESCE(?15, ring_ms), \
-             answer_ms = COALESCE(?16, answer_ms), termination_code = COALESCE(?17, termination_code) \
-             WHERE id = ?18 ",
+             answer_ms = COALESCE(?16, answer_ms), termination_code = COALESCE(?17, termination_code), \
+             route = COALESCE(?18, route), provider = COALESCE(?19, provider), sender = COALESCE(?20, sender) \
+             WHERE id = ?21 ",
             $where,
             " RETURNING session_id"
         )
@@ -994,7 +995,7 @@ fn guarded_update(
     let sql = match guard {
         AttemptGuard::Any => attempt_update_sql!(""),
         AttemptGuard::Gateway(_) => {
-            attempt_update_sql!("AND gateway_state IN (?19, ?20, ?21)")
+            attempt_update_sql!("AND gateway_state IN (?22, ?23, ?24)")
         }
         AttemptGuard::Unconfirmed => attempt_update_sql!(
             "AND (report_state IN ('unknown', 'pending') \
@@ -1020,6 +1021,9 @@ fn guarded_update(
         u.ring_ms,
         u.answer_ms,
         u.termination_code,
+        u.route,
+        u.provider,
+        u.sender,
         id
     ];
     let session_id: Option<String> = match guard {
@@ -1661,6 +1665,18 @@ impl Store for SqliteStore {
             )?
             .query_row(params![route, message_id], attempt_from)
             .optional()?)
+        })
+        .await
+    }
+
+    async fn attempt_on_route(&self, route: &str, attempt_id: i64) -> StoreResult<Option<Attempt>> {
+        let route = route.to_string();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT * FROM attempts WHERE id = ?1 AND route = ?2")?
+                    .query_row(params![attempt_id, route], attempt_from)
+                    .optional()?,
+            )
         })
         .await
     }
