@@ -40,7 +40,9 @@
 //! (`id:… sub:… dlvrd:… submit date:… done date:… stat:… err:… text:…`). `DELIVRD` is
 //! delivered; `UNDELIV`, `EXPIRED`, `DELETED`, `REJECTD`, `UNKNOWN` are failed, with a reason
 //! such as `UNDELIV err:001`; `ENROUTE`, `ACCEPTD` and `SCHEDULED` are not final and are
-//! ignored. The time is the done date (`YYMMDDhhmm[ss]`, taken as UTC) or now. The MNC is
+//! ignored. The time is the done date (`YYMMDDhhmm[ss]`, taken as UTC; never later than the
+//! receipt's arrival, and the arrival when a date without seconds names the current minute)
+//! or, without a readable one, the arrival. The MNC is
 //! taken from a non-standard `mccmnc:` (MCC+MNC digits) or `mnc:` field of the text when an
 //! SMSC adds one; otherwise it is unknown. Other `deliver_sm`s (mobile-originated messages) are
 //! acknowledged and dropped.
@@ -926,9 +928,15 @@ pub fn parse_receipt(text: &str, tlvs: &ReceiptTlvs, now_ms: i64) -> ParsedRecei
         Some(code) => Some(format!("{code:03}")),
         None => receipt_field(head, "err:").map(str::to_string),
     };
-    let at_ms = receipt_field(head, "done date:")
-        .and_then(parse_receipt_date)
-        .unwrap_or(now_ms);
+    let at_ms = match receipt_field(head, "done date:").and_then(parse_receipt_date) {
+        // A receipt is never dated after it arrived (the SMSC's clock may run ahead), and a
+        // done date without seconds covers a whole minute: when the receipt arrives within
+        // that minute, its arrival is the closer estimate.
+        Some((at, _)) if at > now_ms => now_ms,
+        Some((at, false)) if now_ms - at < 60_000 => now_ms,
+        Some((at, _)) => at,
+        None => now_ms,
+    };
     let mnc = receipt_field(head, "mccmnc:")
         .filter(|s| (5..=6).contains(&s.len()))
         .and_then(|s| s.get(3..))
@@ -999,8 +1007,8 @@ fn receipt_field<'a>(head: &'a str, key: &str) -> Option<&'a str> {
     Some(&rest[..end]).filter(|v| !v.is_empty())
 }
 
-/// `YYMMDDhhmm` or `YYMMDDhhmmss` as UTC milliseconds.
-fn parse_receipt_date(s: &str) -> Option<i64> {
+/// `YYMMDDhhmm` or `YYMMDDhhmmss` as UTC milliseconds, and whether it has seconds.
+fn parse_receipt_date(s: &str) -> Option<(i64, bool)> {
     if !(s.len() == 10 || s.len() == 12) || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -1008,7 +1016,10 @@ fn parse_receipt_date(s: &str) -> Option<i64> {
     let date = NaiveDate::from_ymd_opt(2000 + i32::try_from(n(0)?).ok()?, n(2)?, n(4)?)?;
     let secs = if s.len() == 12 { n(10)? } else { 0 };
     let time = date.and_hms_opt(n(6)?, n(8)?, secs)?;
-    Some(Utc.from_utc_datetime(&time).timestamp_millis())
+    Some((
+        Utc.from_utc_datetime(&time).timestamp_millis(),
+        s.len() == 12,
+    ))
 }
 
 /// The receipt of a `deliver_sm`, if it is one (esm_class message type 0x04).
@@ -1394,7 +1405,8 @@ mod tests {
     use super::*;
     use rusmpp::pdus::SubmitSmResp;
 
-    const NOW: i64 = 1_700_000_000_000;
+    /// 2025-01-01T00:00:00Z, after every done date below.
+    const NOW: i64 = 1_735_689_600_000;
 
     fn no_tlvs() -> ReceiptTlvs {
         ReceiptTlvs::default()
@@ -1443,6 +1455,20 @@ mod tests {
             let done = Utc.with_ymd_and_hms(2024, 3, 15, 12, 1, 30).unwrap();
             assert_eq!(r.at_ms, done.timestamp_millis(), "seconds are read too");
         }
+    }
+
+    #[test]
+    fn receipts_are_never_dated_after_they_arrive() {
+        let text = |date: &str| format!("id:1 stat:DELIVRD done date:{date} text:");
+        // The SMSC's clock runs ahead.
+        let (_, r) = final_of(parse_receipt(&text("2501010005"), &no_tlvs(), NOW));
+        assert_eq!(r.at_ms, NOW);
+        // Minute precision, arriving within that minute: the arrival.
+        let (_, r) = final_of(parse_receipt(&text("2412312359"), &no_tlvs(), NOW - 1));
+        assert_eq!(r.at_ms, NOW - 1);
+        // With seconds, the date itself.
+        let (_, r) = final_of(parse_receipt(&text("241231235930"), &no_tlvs(), NOW - 1));
+        assert_eq!(r.at_ms, NOW - 30_000);
     }
 
     #[test]
