@@ -1125,3 +1125,58 @@ async fn smpp_window_holds_with_a_slow_smsc() {
     let most = smsc.smsc.max_outstanding.load(Ordering::SeqCst);
     assert!((1..=2).contains(&most), "at most the window: {most}");
 }
+
+/// A peer that answers `bind_transceiver` and then falls silent (a hung SMSC: the TCP
+/// connection stays open). Counts the connections it accepted.
+async fn silent_smsc() -> (u16, Arc<AtomicUsize>, JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut header = [0u8; 16];
+                if s.read_exact(&mut header).await.is_err() {
+                    return;
+                }
+                let len = u32::from_be_bytes(header[0..4].try_into().unwrap()) as usize;
+                let mut body = vec![0u8; len.saturating_sub(16)];
+                if s.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                // bind_transceiver_resp, ESME_ROK, same sequence number, system_id "HUNG".
+                let mut resp = Vec::new();
+                resp.extend_from_slice(&21u32.to_be_bytes());
+                resp.extend_from_slice(&0x8000_0009u32.to_be_bytes());
+                resp.extend_from_slice(&0u32.to_be_bytes());
+                resp.extend_from_slice(&header[12..16]);
+                resp.extend_from_slice(b"HUNG\0");
+                let _ = s.write_all(&resp).await;
+                // Read and never answer, until the client hangs up.
+                let mut sink = [0u8; 512];
+                while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (port, accepted, task)
+}
+
+#[tokio::test]
+async fn smpp_direct_a_hung_smsc_is_detected_by_enquire_link() {
+    let (port, accepted, task) = silent_smsc().await;
+    let (p, _rx) = direct(&smpp_config(
+        port,
+        json!({"enquire_link_secs": 1, "response_timeout_secs": 1}),
+    ));
+    up(&p).await;
+    // The unanswered enquire_link drops the bind, and the route binds anew.
+    eventually("the unanswered enquire_link to drop the bind", || {
+        !p.is_up()
+    })
+    .await;
+    eventually("a new connection", || accepted.load(Ordering::SeqCst) >= 2).await;
+    task.abort();
+}
