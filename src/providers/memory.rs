@@ -33,6 +33,9 @@ pub enum Script {
     NoAnswer,
     /// Wait inside `submit` until [`MemoryProvider::release`] is called, then deliver.
     Hold,
+    /// Wait inside `submit` until [`MemoryProvider::release`], then accept with no receipt
+    /// (one may have come in ahead of the answer).
+    HoldAccept,
 }
 
 pub struct MemoryProvider {
@@ -144,7 +147,7 @@ impl Provider for MemoryProvider {
             .unwrap_or_else(|e| e.into_inner())
             .pop_front()
             .unwrap_or(Script::Deliver);
-        if matches!(next, Script::Hold) {
+        if matches!(next, Script::Hold | Script::HoldAccept) {
             self.held.notified().await;
         }
         let now_ms = self.clock.now().timestamp_millis();
@@ -161,7 +164,7 @@ impl Provider for MemoryProvider {
                 None,
                 is_call.then(|| answered(0, 5)),
             ))),
-            Script::Accept => Ok(None),
+            Script::Accept | Script::HoldAccept => Ok(None),
             Script::FailReceipt(reason) => Ok(Some(self.receipt(false, Some(reason), None))),
             Script::Fail(e) => Err(e),
             Script::Answer {

@@ -7,6 +7,7 @@
 //! asked, fetched by the sync job through [`Provider::poll_receipts`].
 
 pub mod console;
+pub mod http_util;
 pub mod kannel;
 pub mod memory;
 pub mod routing;

@@ -287,3 +287,48 @@ priority = 10
     assert!(text.contains("nl-direct"), "{text}");
     assert!(text.contains("NL +32470"), "{text}");
 }
+
+#[tokio::test]
+async fn a_receipt_before_the_submit_is_recorded_is_held_then_applied() {
+    use otpgate::providers::{Receipt, ReceiptEvent, ReceiptKey};
+    let app = spawn(vec![json!({"name": "fast-dlr", "provider": "console"})]).await;
+    let (app_id, tpl) = app.app_and_template().await;
+    app.providers[0].push_script(Script::HoldAccept);
+    let v = app
+        .post_undrained(
+            "/v3/otp/verification/send",
+            json!({"appId": app_id, "templateId": tpl, "to": NL}),
+        )
+        .await;
+    let vid = v["data"]["verificationId"].as_str().unwrap().to_string();
+    let attempt_id = app.attempts(&vid).await[0].id;
+    // The SMSC's receipt overtakes its submit_sm_resp: no attempt has this message id yet.
+    assert!(app.service.receipts.push(ReceiptEvent {
+        route: "fast-dlr".into(),
+        key: ReceiptKey::Message(MemoryProvider::message_id(attempt_id)),
+        receipt: Receipt {
+            delivered: true,
+            at_ms: 0,
+            reason: None,
+            mnc: Some(8),
+            call: None,
+        },
+    }));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.attempts(&vid).await[0].report_state, "pending");
+    // The submit answers and is recorded; the held receipt then applies.
+    app.providers[0].release();
+    app.drain().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let a = &app.attempts(&vid).await[0];
+        if a.report_state == "success" {
+            assert_eq!(a.mnc, Some(8));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never applied: {a:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let rec = app.get(&format!("/v3/otp/verification/record/{vid}")).await;
+    assert_eq!(rec["data"]["sms"]["status"], 0, "{rec}");
+}
