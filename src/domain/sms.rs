@@ -131,6 +131,128 @@ fn count(
     (units, parts)
 }
 
+/// The GSM 03.38 default alphabet in code order; position 0x1B is the escape
+/// to the extension table and holds no character of its own.
+const GSM7_BASIC: [char; 128] = [
+    '@', '£', '$', '¥', 'è', 'é', 'ù', 'ì', 'ò', 'Ç', '\n', 'Ø', 'ø', '\r', 'Å', 'å', //
+    'Δ', '_', 'Φ', 'Γ', 'Λ', 'Ω', 'Π', 'Ψ', 'Σ', 'Θ', 'Ξ', '\u{1B}', 'Æ', 'æ', 'ß', 'É', //
+    ' ', '!', '"', '#', '¤', '%', '&', '\'', '(', ')', '*', '+', ',', '-', '.', '/', //
+    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', ':', ';', '<', '=', '>', '?', //
+    '¡', 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', //
+    'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z', 'Ä', 'Ö', 'Ñ', 'Ü', '§', //
+    '¿', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', //
+    'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', 'ä', 'ö', 'ñ', 'ü', 'à', //
+];
+
+/// The escape septet that announces a character of the extension table.
+pub const GSM7_ESCAPE: u8 = 0x1B;
+
+/// The septets of `c` in GSM-7, one per byte (unpacked, as SMPP carries them):
+/// one septet for the default alphabet, escape + code for the extension table,
+/// `None` outside both. Agrees with [`gsm7_septets`] on every character.
+pub fn gsm7_code(c: char) -> Option<(u8, Option<u8>)> {
+    let ext = match c {
+        '\u{000C}' => Some(0x0A),
+        '^' => Some(0x14),
+        '{' => Some(0x28),
+        '}' => Some(0x29),
+        '\\' => Some(0x2F),
+        '[' => Some(0x3C),
+        '~' => Some(0x3D),
+        ']' => Some(0x3E),
+        '|' => Some(0x40),
+        '€' => Some(0x65),
+        _ => None,
+    };
+    if let Some(code) = ext {
+        return Some((GSM7_ESCAPE, Some(code)));
+    }
+    if c == '\u{1B}' {
+        return None;
+    }
+    GSM7_BASIC
+        .iter()
+        .position(|&b| b == c)
+        .and_then(|i| u8::try_from(i).ok())
+        .map(|code| (code, None))
+}
+
+/// A text cut into the parts an SMSC is given, each part's payload already
+/// encoded (without any user data header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub encoding: Encoding,
+    /// One entry per part; a single part means no concatenation.
+    pub parts: Vec<Vec<u8>>,
+}
+
+/// The 6-octet concatenation user data header (IEI 0x00, 8-bit reference):
+/// `05 00 03 ref total seq`, `seq` counting from 1.
+pub fn concat_udh(reference: u8, total: u8, seq: u8) -> [u8; 6] {
+    [0x05, 0x00, 0x03, reference, total, seq]
+}
+
+/// Encodes `text` for an SMSC and cuts it into parts exactly as [`analyze`]
+/// counts them: GSM-7 as unpacked septets (one per byte, `0x1B` before an
+/// extension character), 160 septets alone or 153 per concatenated part; UCS-2
+/// as UTF-16BE, 70 units alone or 67 per part. An escape pair or a surrogate
+/// pair never straddles two parts.
+pub fn encode_parts(text: &str) -> Encoded {
+    if let Some(chars) = text
+        .chars()
+        .map(|c| {
+            gsm7_code(c).map(|(a, b)| match b {
+                Some(b) => vec![a, b],
+                None => vec![a],
+            })
+        })
+        .collect::<Option<Vec<Vec<u8>>>>()
+    {
+        Encoded {
+            encoding: Encoding::Gsm7,
+            parts: pack(chars, GSM7_SINGLE, GSM7_PART, 1),
+        }
+    } else {
+        let chars = text
+            .chars()
+            .map(|c| {
+                let mut units = [0u16; 2];
+                c.encode_utf16(&mut units)
+                    .iter()
+                    .flat_map(|u| u.to_be_bytes())
+                    .collect::<Vec<u8>>()
+            })
+            .collect();
+        Encoded {
+            encoding: Encoding::Ucs2,
+            parts: pack(chars, UCS2_SINGLE, UCS2_PART, 2),
+        }
+    }
+}
+
+/// Places whole encoded characters into parts (see [`count`]); `unit` is the
+/// number of bytes one counted unit takes.
+fn pack(chars: Vec<Vec<u8>>, single: usize, part: usize, unit: usize) -> Vec<Vec<u8>> {
+    let total: usize = chars.iter().map(|c| c.len() / unit).sum();
+    if total <= single {
+        return vec![chars.concat()];
+    }
+    let mut parts = vec![Vec::new()];
+    let mut used = 0;
+    for c in chars {
+        let w = c.len() / unit;
+        if used + w > part {
+            parts.push(Vec::new());
+            used = 0;
+        }
+        used += w;
+        if let Some(last) = parts.last_mut() {
+            last.extend_from_slice(&c);
+        }
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,5 +500,123 @@ mod tests {
             prev = a.segments;
             assert_eq!(a.units, 2 * n);
         }
+    }
+
+    #[test]
+    fn gsm7_codes_agree_with_septet_counts() {
+        for cp in 0..0x3000u32 {
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
+            let code = gsm7_code(c);
+            let len = code.map(|(_, b)| if b.is_some() { 2 } else { 1 });
+            assert_eq!(len, gsm7_septets(c), "{c:?}");
+        }
+        assert_eq!(gsm7_code('€'), Some((0x1B, Some(0x65))));
+        assert_eq!(gsm7_code('@'), Some((0x00, None)));
+        assert_eq!(gsm7_code('à'), Some((0x7F, None)));
+        assert_eq!(gsm7_code('A'), Some((0x41, None)));
+        assert_eq!(gsm7_code('\u{1B}'), None);
+    }
+
+    #[test]
+    fn short_texts_are_one_unheaded_part() {
+        let e = encode_parts("Code 12 @€");
+        assert_eq!(e.encoding, Encoding::Gsm7);
+        assert_eq!(
+            e.parts,
+            vec![vec![
+                0x43, 0x6F, 0x64, 0x65, 0x20, 0x31, 0x32, 0x20, 0x00, 0x1B, 0x65
+            ]]
+        );
+        let e = encode_parts("Код 😀");
+        assert_eq!(e.encoding, Encoding::Ucs2);
+        assert_eq!(
+            e.parts,
+            vec![vec![
+                0x04, 0x1A, 0x04, 0x3E, 0x04, 0x34, 0x00, 0x20, 0xD8, 0x3D, 0xDE, 0x00
+            ]]
+        );
+        assert_eq!(encode_parts("").parts, vec![Vec::<u8>::new()]);
+    }
+
+    #[test]
+    fn gsm7_escape_pair_moves_whole_to_the_next_part() {
+        let text = format!("{}€{}", "a".repeat(152), "b".repeat(152));
+        let e = encode_parts(&text);
+        assert_eq!(e.parts.len(), 3);
+        assert_eq!(e.parts[0], vec![b'a'; 152]);
+        assert_eq!(&e.parts[1][..2], &[0x1B, 0x65]);
+        assert_eq!(e.parts[1].len(), 153);
+        assert_eq!(e.parts[2], vec![b'b']);
+    }
+
+    #[test]
+    fn ucs2_surrogate_pair_moves_whole_to_the_next_part() {
+        let text = format!("{}😀{}", "Ж".repeat(66), "ж".repeat(66));
+        let e = encode_parts(&text);
+        assert_eq!(e.encoding, Encoding::Ucs2);
+        assert_eq!(e.parts.len(), 3);
+        assert_eq!(e.parts[0].len(), 132);
+        assert_eq!(&e.parts[1][..4], &[0xD8, 0x3D, 0xDE, 0x00]);
+        assert_eq!(e.parts[1].len(), 134);
+        assert_eq!(e.parts[2], vec![0x04, 0x36]);
+    }
+
+    #[test]
+    fn parts_match_analyze_and_reassemble() {
+        let samples = [
+            "a".repeat(160),
+            "a".repeat(161),
+            "€".repeat(81),
+            "€".repeat(153),
+            format!("{}€{}", "a".repeat(151), "b".repeat(153)),
+            "Д".repeat(135),
+            "😀".repeat(67),
+            format!("{}😀{}", "a".repeat(65), "b".repeat(67)),
+            "Ваш код 123456. Никому его не сообщайте, даже сотрудникам банка! ".repeat(3),
+        ];
+        for text in samples.iter().map(String::as_str).chain(["", "x", "[]"]) {
+            let e = encode_parts(text);
+            let a = analyze(text);
+            assert_eq!(e.encoding, a.encoding, "{text}");
+            assert_eq!(e.parts.len(), a.segments, "{text}");
+            match e.encoding {
+                Encoding::Gsm7 => {
+                    assert_eq!(e.parts.iter().map(Vec::len).sum::<usize>(), a.units);
+                    if e.parts.len() > 1 {
+                        assert!(
+                            e.parts
+                                .iter()
+                                .all(|p| p.len() <= 153 && p.last() != Some(&0x1B))
+                        );
+                    }
+                }
+                Encoding::Ucs2 => {
+                    let units: Vec<u16> = e
+                        .parts
+                        .concat()
+                        .chunks(2)
+                        .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                        .collect();
+                    assert_eq!(String::from_utf16(&units).unwrap(), text);
+                    for p in &e.parts {
+                        let units: Vec<u16> = p
+                            .chunks(2)
+                            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                            .collect();
+                        assert!(String::from_utf16(&units).is_ok(), "a part splits a pair");
+                        if e.parts.len() > 1 {
+                            assert!(p.len() <= 134);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn concat_header_layout() {
+        assert_eq!(concat_udh(7, 3, 2), [0x05, 0x00, 0x03, 7, 3, 2]);
     }
 }

@@ -70,7 +70,6 @@ impl TestApp {
     /// Starts a server with the routes of its configuration (`cfg.routes`, set by `tweak`)
     /// instead of in-memory ones; the console provider is off. `provider`/`providers` then
     /// hold one unrouted in-memory provider that nothing uses.
-    #[allow(dead_code)] // until the SMPP and HTTP upstream suites use it
     pub async fn spawn_configured(tweak: impl FnOnce(&mut Config)) -> Self {
         Self::spawn_routes(
             |cfg| {
