@@ -12,9 +12,9 @@
 #   - Kannel set B: bearerbox with two `smsc = smpp` groups (transceiver) on the npm SMSC, one
 #     with a good password (smsc-id `smpp`) and one with the password `bad` (smsc-id
 #     `smpp-bad`, which never binds), smsbox.
-# Installs kannel + kannel-extras (apt, needs root or sudo) and smpp@0.5.1 (npm, into
-# ci/.peers/node) when missing. Logs and configs go to a temp dir, printed on failure; set
-# PEERS_KEEP_LOGS=1 to keep it. See docs/peers-ci.md.
+# Installs kannel + kannel-extras (and curl, python3, nodejs/npm if absent; apt, needs root or
+# sudo) and smpp@0.5.1 (npm, into ci/.peers/node) when missing. Logs and configs go to a temp
+# dir, printed on failure; set PEERS_KEEP_LOGS=1 to keep it. See docs/peers-ci.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -27,14 +27,21 @@ say() { printf '[peers] %s\n' "$*"; }
 
 KANNEL_BIN=/usr/sbin
 FAKESMSC=/usr/lib/kannel/test/fakesmsc
+need=()
 if [ ! -x "$KANNEL_BIN/bearerbox" ] || [ ! -x "$KANNEL_BIN/smsbox" ] || [ ! -x "$FAKESMSC" ]; then
-  say "installing kannel and kannel-extras"
+  need+=(kannel kannel-extras)
+fi
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
+command -v npm >/dev/null || need+=(nodejs npm)
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing ${need[*]} (apt)"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
-  if ! $SUDO apt-get install -y -q kannel kannel-extras >/dev/null; then
+  if ! $SUDO apt-get install -y -q "${need[@]}" >/dev/null; then
     $SUDO apt-get update -q >/dev/null
-    $SUDO apt-get install -y -q kannel kannel-extras >/dev/null
+    $SUDO apt-get install -y -q "${need[@]}" >/dev/null
   fi
 fi
 
