@@ -49,7 +49,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   sleep 0.5
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -63,7 +63,8 @@ wait_port() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.05
   done
-  echo "bench: nothing listens on port $1 ($2)" >&2
+  echo "bench: nothing listens on port $1 ($2); its logs:" >&2
+  tail -n 20 "$WORK"/*.out "$WORK"/*.log 2>/dev/null | grep -v PANIC >&2 || true
   return 1
 }
 now() { date +%s.%N; }
@@ -163,8 +164,10 @@ smsc-id = bench
 host = 127.0.0.1
 port = $SMSC_PORT
 transceiver-mode = true
+receive-port = 0
 smsc-username = kannel
 smsc-password = bench
+system-type = ""
 max-pending-submits = $WINDOW
 enquire-link-interval = 30
 

@@ -260,9 +260,15 @@ impl Service {
                 Ok(jobs) => {
                     let full = jobs.len() == free;
                     for job in jobs {
-                        let Ok(permit) = slots.clone().try_acquire_owned() else {
-                            // Cannot happen (only this loop takes slots); the claim lapses.
-                            break;
+                        // Requests take slots too (a send delivers at once when one is free),
+                        // so a slot counted free above may be gone: wait for the next one
+                        // rather than leave a claimed job to its lease.
+                        let permit = match slots.clone().try_acquire_owned() {
+                            Ok(p) => p,
+                            Err(_) => match slots.clone().acquire_owned().await {
+                                Ok(p) => p,
+                                Err(_) => break,
+                            },
                         };
                         let svc = self.clone();
                         self.spawn_tracked(async move {
