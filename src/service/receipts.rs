@@ -4,8 +4,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::sync::watch;
+use std::sync::Arc;
+
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::{Semaphore, watch};
 
 use super::delivery::receipt_update;
 use super::{Service, ServiceResult};
@@ -17,6 +19,9 @@ const SYNC_BATCH: i64 = 500;
 
 /// Most receipts held for messages whose submit is not recorded yet.
 const MAX_HELD: usize = 100_000;
+
+/// Receipts being applied at once.
+const RECEIPTS_IN_FLIGHT: usize = 64;
 
 /// How often held receipts are tried again.
 const HELD_RETRY: Duration = Duration::from_millis(100);
@@ -104,18 +109,30 @@ impl Service {
         let mut held: VecDeque<(Instant, ReceiptEvent)> = VecDeque::new();
         let mut tick = tokio::time::interval(HELD_RETRY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Receipts are applied concurrently (the store groups their writes into shared
+        // commits); those that must wait come back here to be held.
+        let limit = Arc::new(Semaphore::new(RECEIPTS_IN_FLIGHT));
+        let (back, mut returned) = unbounded_channel::<ReceiptEvent>();
         loop {
             tokio::select! {
                 event = events.recv() => {
                     let Some(event) = event else { break };
-                    if !self.try_event(&event).await {
-                        if held.len() >= MAX_HELD
-                            && let Some((_, dropped)) = held.pop_front()
-                        {
-                            tracing::warn!(route.name = %dropped.route, "too many early receipts held; dropping the oldest");
+                    let Ok(permit) = limit.clone().acquire_owned().await else { break };
+                    let (svc, back) = (self.clone(), back.clone());
+                    tokio::spawn(async move {
+                        if !svc.try_event(&event).await {
+                            let _ = back.send(event);
                         }
-                        held.push_back((Instant::now(), event));
+                        drop(permit);
+                    });
+                }
+                Some(event) = returned.recv() => {
+                    if held.len() >= MAX_HELD
+                        && let Some((_, dropped)) = held.pop_front()
+                    {
+                        tracing::warn!(route.name = %dropped.route, "too many early receipts held; dropping the oldest");
                     }
+                    held.push_back((Instant::now(), event));
                 }
                 _ = tick.tick(), if !held.is_empty() => {
                     let mut still = VecDeque::with_capacity(held.len());
