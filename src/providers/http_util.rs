@@ -3,9 +3,59 @@
 
 use subtle::ConstantTimeEq;
 
-use super::ProviderError;
+use super::{OutboundMessage, ProviderError};
 use crate::clock::SharedClock;
 use crate::config::Secret;
+use crate::domain::phone::mask_digits;
+
+/// Sends one request to an upstream for an attempt: the HTTP status and body, or the transport
+/// failure as a (retryable) provider error, logged.
+pub async fn exchange(
+    rb: reqwest::RequestBuilder,
+    route: &str,
+    msg: &OutboundMessage,
+    upstream: &str,
+) -> Result<(u16, String), ProviderError> {
+    let resp = rb.send().await.map_err(|e| {
+        let err = transport_error(e);
+        tracing::warn!(route.name = %route, attempt.id = msg.attempt_id, upstream, error = %err, "upstream request failed");
+        err
+    })?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await.unwrap_or_default()))
+}
+
+/// Logs how an upstream answered a submit: accepted (with its message id, if it gives one) or
+/// refused.
+pub fn log_answer<T>(
+    route: &str,
+    msg: &OutboundMessage,
+    upstream: &str,
+    status: u16,
+    result: &Result<T, ProviderError>,
+    message_id: impl Fn(&T) -> Option<String>,
+) {
+    match result {
+        Ok(v) => tracing::info!(
+            route.name = %route,
+            attempt.id = msg.attempt_id,
+            to = %mask_digits(&msg.to),
+            upstream,
+            http.status = status,
+            provider.message_id = message_id(v).as_deref().unwrap_or(""),
+            "upstream accepted the {}", msg.channel
+        ),
+        Err(e) => tracing::warn!(
+            route.name = %route,
+            attempt.id = msg.attempt_id,
+            to = %mask_digits(&msg.to),
+            upstream,
+            http.status = status,
+            error = %e,
+            "upstream refused the {}", msg.channel
+        ),
+    }
+}
 
 /// Default for `timeout_secs`: how long one request to the upstream may take in all.
 pub fn default_timeout() -> u64 {

@@ -24,7 +24,6 @@ use super::{
 use crate::clock::SharedClock;
 use crate::config::Secret;
 use crate::domain::Channel;
-use crate::domain::phone::mask_digits;
 use crate::domain::sms::{Encoding, analyze};
 
 /// `[routes.kannel]`: a Kannel smsbox's sendsms interface.
@@ -188,39 +187,16 @@ impl Provider for KannelProvider {
         if let Some(smsc) = self.smsc.as_deref() {
             q.push(("smsc", smsc));
         }
-        let resp = self
-            .http
-            .get(&self.url)
-            .query(&q)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| {
-                let err = http_util::transport_error(e);
-                tracing::warn!(route.name = %self.route, attempt.id = msg.attempt_id, error = %err, "kannel sendsms failed");
-                err
-            })?;
-        let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
+        let (status, body) = http_util::exchange(
+            self.http.get(&self.url).query(&q).timeout(self.timeout),
+            &self.route,
+            msg,
+            "kannel",
+        )
+        .await?;
         let answer = http_util::snippet(&body);
         let result = classify(status, &answer);
-        match &result {
-            Ok(()) => tracing::info!(
-                route.name = %self.route,
-                attempt.id = msg.attempt_id,
-                to = %mask_digits(&msg.to),
-                http.status = status,
-                "kannel accepted the message"
-            ),
-            Err(e) => tracing::warn!(
-                route.name = %self.route,
-                attempt.id = msg.attempt_id,
-                to = %mask_digits(&msg.to),
-                http.status = status,
-                error = %e,
-                "kannel refused the message"
-            ),
-        }
+        http_util::log_answer(&self.route, msg, "kannel", status, &result, |_| None);
         result.map(|()| Submitted {
             message_id: message_id(msg.attempt_id),
             receipt: None,

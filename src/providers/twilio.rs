@@ -32,7 +32,6 @@ use super::{
 use crate::clock::SharedClock;
 use crate::config::Secret;
 use crate::domain::Channel;
-use crate::domain::phone::mask_digits;
 
 /// `[routes.twilio]`, for `provider = "twilio"` (SMS) and `provider = "twilio-voice"`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -197,40 +196,26 @@ impl TwilioProvider {
         form: &[(&str, String)],
         msg: &OutboundMessage,
     ) -> Result<Submitted, ProviderError> {
-        let resp = self
-            .http
-            .post(format!("{}/{resource}", self.api))
-            .basic_auth(&self.account_sid, Some(&self.auth_token))
-            .form(form)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| {
-                let err = http_util::transport_error(e);
-                tracing::warn!(route.name = %self.route, attempt.id = msg.attempt_id, error = %err, "twilio request failed");
-                err
-            })?;
-        let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
+        let (status, body) = http_util::exchange(
+            self.http
+                .post(format!("{}/{resource}", self.api))
+                .basic_auth(&self.account_sid, Some(&self.auth_token))
+                .form(form)
+                .timeout(self.timeout),
+            &self.route,
+            msg,
+            "twilio",
+        )
+        .await?;
         let result = classify(status, &body);
-        match &result {
-            Ok(sid) => tracing::info!(
-                route.name = %self.route,
-                attempt.id = msg.attempt_id,
-                to = %mask_digits(&msg.to),
-                http.status = status,
-                provider.message_id = %sid,
-                "twilio accepted the {}", if self.voice { "call" } else { "message" }
-            ),
-            Err(e) => tracing::warn!(
-                route.name = %self.route,
-                attempt.id = msg.attempt_id,
-                to = %mask_digits(&msg.to),
-                http.status = status,
-                error = %e,
-                "twilio refused the {}", if self.voice { "call" } else { "message" }
-            ),
-        }
+        http_util::log_answer(
+            &self.route,
+            msg,
+            "twilio",
+            status,
+            &result,
+            |sid: &String| Some(sid.clone()),
+        );
         result.map(|sid| Submitted {
             message_id: sid,
             receipt: None,

@@ -30,7 +30,6 @@ use super::{
 use crate::clock::SharedClock;
 use crate::config::Secret;
 use crate::domain::Channel;
-use crate::domain::phone::mask_digits;
 use crate::domain::sms::{Encoding, analyze};
 
 /// `[routes.vonage]`.
@@ -233,39 +232,22 @@ impl Provider for VonageProvider {
             ("status-report-req", "1"),
             ("callback", &self.hook_url),
         ];
-        let resp = self
-            .http
-            .post(&self.url)
-            .form(&form)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| {
-                let err = http_util::transport_error(e);
-                tracing::warn!(route.name = %self.route, attempt.id = msg.attempt_id, error = %err, "vonage request failed");
-                err
-            })?;
-        let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
+        let (status, body) = http_util::exchange(
+            self.http.post(&self.url).form(&form).timeout(self.timeout),
+            &self.route,
+            msg,
+            "vonage",
+        )
+        .await?;
         let result = classify(status, &body);
-        match &result {
-            Ok(id) => tracing::info!(
-                route.name = %self.route,
-                attempt.id = msg.attempt_id,
-                to = %mask_digits(&msg.to),
-                http.status = status,
-                provider.message_id = %id,
-                "vonage accepted the message"
-            ),
-            Err(e) => tracing::warn!(
-                route.name = %self.route,
-                attempt.id = msg.attempt_id,
-                to = %mask_digits(&msg.to),
-                http.status = status,
-                error = %e,
-                "vonage refused the message"
-            ),
-        }
+        http_util::log_answer(
+            &self.route,
+            msg,
+            "vonage",
+            status,
+            &result,
+            |id: &String| Some(id.clone()),
+        );
         result.map(|message_id| Submitted {
             message_id,
             receipt: None,
