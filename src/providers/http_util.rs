@@ -3,46 +3,37 @@
 
 use subtle::ConstantTimeEq;
 
-use super::{OutboundMessage, ProviderError};
+use super::{OutboundMessage, ProviderError, Submitted};
 use crate::clock::SharedClock;
 use crate::config::Secret;
 use crate::domain::phone::mask_digits;
 
-/// Sends one request to an upstream for an attempt: the HTTP status and body, or the transport
-/// failure as a (retryable) provider error, logged.
-pub async fn exchange(
+/// Submits one attempt to an HTTP upstream: sends the request, reads the upstream's answer
+/// with `classify` (its message id, or a provider error), and logs the outcome. A transport
+/// failure is a retryable provider error.
+pub async fn submit(
     rb: reqwest::RequestBuilder,
     route: &str,
     msg: &OutboundMessage,
     upstream: &str,
-) -> Result<(u16, String), ProviderError> {
+    classify: impl FnOnce(u16, &str) -> Result<String, ProviderError>,
+) -> Result<Submitted, ProviderError> {
     let resp = rb.send().await.map_err(|e| {
         let err = transport_error(e);
         tracing::warn!(route.name = %route, attempt.id = msg.attempt_id, upstream, error = %err, "upstream request failed");
         err
     })?;
     let status = resp.status().as_u16();
-    Ok((status, resp.text().await.unwrap_or_default()))
-}
-
-/// Logs how an upstream answered a submit: accepted (with its message id, if it gives one) or
-/// refused.
-pub fn log_answer<T>(
-    route: &str,
-    msg: &OutboundMessage,
-    upstream: &str,
-    status: u16,
-    result: &Result<T, ProviderError>,
-    message_id: impl Fn(&T) -> Option<String>,
-) {
-    match result {
-        Ok(v) => tracing::info!(
+    let body = resp.text().await.unwrap_or_default();
+    let result = classify(status, &body);
+    match &result {
+        Ok(id) => tracing::info!(
             route.name = %route,
             attempt.id = msg.attempt_id,
             to = %mask_digits(&msg.to),
             upstream,
             http.status = status,
-            provider.message_id = message_id(v).as_deref().unwrap_or(""),
+            provider.message_id = %id,
             "upstream accepted the {}", msg.channel
         ),
         Err(e) => tracing::warn!(
@@ -55,6 +46,10 @@ pub fn log_answer<T>(
             "upstream refused the {}", msg.channel
         ),
     }
+    result.map(|message_id| Submitted {
+        message_id,
+        receipt: None,
+    })
 }
 
 /// Default for `timeout_secs`: how long one request to the upstream may take in all.

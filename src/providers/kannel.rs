@@ -187,20 +187,16 @@ impl Provider for KannelProvider {
         if let Some(smsc) = self.smsc.as_deref() {
             q.push(("smsc", smsc));
         }
-        let (status, body) = http_util::exchange(
+        http_util::submit(
             self.http.get(&self.url).query(&q).timeout(self.timeout),
             &self.route,
             msg,
             "kannel",
+            |status, body| {
+                classify(status, &http_util::snippet(body)).map(|()| message_id(msg.attempt_id))
+            },
         )
-        .await?;
-        let answer = http_util::snippet(&body);
-        let result = classify(status, &answer);
-        http_util::log_answer(&self.route, msg, "kannel", status, &result, |_| None);
-        result.map(|()| Submitted {
-            message_id: message_id(msg.attempt_id),
-            receipt: None,
-        })
+        .await
     }
 
     async fn hook(&self, req: &HookRequest) -> Result<HookReply, HookError> {

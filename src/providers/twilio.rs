@@ -196,7 +196,7 @@ impl TwilioProvider {
         form: &[(&str, String)],
         msg: &OutboundMessage,
     ) -> Result<Submitted, ProviderError> {
-        let (status, body) = http_util::exchange(
+        http_util::submit(
             self.http
                 .post(format!("{}/{resource}", self.api))
                 .basic_auth(&self.account_sid, Some(&self.auth_token))
@@ -205,21 +205,9 @@ impl TwilioProvider {
             &self.route,
             msg,
             "twilio",
+            classify,
         )
-        .await?;
-        let result = classify(status, &body);
-        http_util::log_answer(
-            &self.route,
-            msg,
-            "twilio",
-            status,
-            &result,
-            |sid: &String| Some(sid.clone()),
-        );
-        result.map(|sid| Submitted {
-            message_id: sid,
-            receipt: None,
-        })
+        .await
     }
 
     async fn submit_sms(&self, msg: &OutboundMessage) -> Result<Submitted, ProviderError> {

@@ -232,26 +232,14 @@ impl Provider for VonageProvider {
             ("status-report-req", "1"),
             ("callback", &self.hook_url),
         ];
-        let (status, body) = http_util::exchange(
+        http_util::submit(
             self.http.post(&self.url).form(&form).timeout(self.timeout),
             &self.route,
             msg,
             "vonage",
+            classify,
         )
-        .await?;
-        let result = classify(status, &body);
-        http_util::log_answer(
-            &self.route,
-            msg,
-            "vonage",
-            status,
-            &result,
-            |id: &String| Some(id.clone()),
-        );
-        result.map(|message_id| Submitted {
-            message_id,
-            receipt: None,
-        })
+        .await
     }
 
     async fn hook(&self, req: &HookRequest) -> Result<HookReply, HookError> {
