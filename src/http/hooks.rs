@@ -49,7 +49,8 @@ async fn hook(
         .map(|(_, v)| format!("/{v}"))
         .unwrap_or_default();
     let Some((_, route)) = svc.routing.by_name(route_name) else {
-        svc.metrics.hook(route_name, "unknown_route");
+        // Not the caller's text as a label: any path would make a new metric series.
+        svc.metrics.hook("(unknown)", "unknown_route");
         return plain(StatusCode::NOT_FOUND, "no such route");
     };
     // Query pairs in the order they were sent (signature schemes may care).

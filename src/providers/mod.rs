@@ -15,8 +15,6 @@ pub mod smpp;
 pub mod twilio;
 pub mod vonage;
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
@@ -187,20 +185,6 @@ impl HookRequest {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
-
-    /// Form-encoded body parameters, sorted by name (as signature schemes want them).
-    pub fn form(&self) -> BTreeMap<String, String> {
-        url_form(&self.body)
-    }
-}
-
-/// Parses `application/x-www-form-urlencoded` bytes into sorted pairs (a repeated key keeps
-/// its last value).
-pub fn url_form(bytes: &[u8]) -> BTreeMap<String, String> {
-    serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes)
-        .unwrap_or_default()
-        .into_iter()
-        .collect()
 }
 
 /// The answer to a hook: what to reply to the upstream, and the receipts it carried.

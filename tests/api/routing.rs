@@ -209,6 +209,27 @@ async fn hooks_of_unknown_routes_and_routes_without_callbacks_are_404() {
             .unwrap();
         assert_eq!(r.status(), 404, "{path}");
     }
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"otpgate_hooks_total{route="(unknown)",outcome="unknown_route"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(r#"route="nope""#),
+        "a caller's path is never a label: {metrics}"
+    );
+    assert!(
+        metrics.contains(r#"otpgate_hooks_total{route="plain",outcome="no_hook"} 2"#),
+        "{metrics}"
+    );
 }
 
 #[test]
