@@ -434,13 +434,6 @@ impl Gate {
         }
         GatePass { _window: permit }
     }
-
-    /// Submits in flight now (for tests and metrics); `None` without a window.
-    pub fn in_flight(&self, window: usize) -> Option<usize> {
-        self.window
-            .as_ref()
-            .map(|w| window.saturating_sub(w.available_permits()))
-    }
 }
 
 /// A circuit breaker: `threshold` failures in a row keep the route out of use for
@@ -624,14 +617,6 @@ impl Routing {
         }
     }
 
-    /// Whether a route's circuit is open now.
-    pub fn is_open(&self, index: usize) -> bool {
-        let now = self.now_ms();
-        self.routes
-            .get(index)
-            .is_some_and(|r| r.health.is_open(now))
-    }
-
     /// `(name, up, circuit open)` of every route.
     pub fn status(&self) -> Vec<(String, bool, bool)> {
         let now = self.now_ms();
@@ -745,7 +730,7 @@ mod tests {
         r.record(0, false);
         assert_eq!(best(), "a");
         r.record(0, false);
-        assert!(r.is_open(0));
+        assert!(r.status()[0].2);
         assert_eq!(best(), "b");
         assert_eq!(
             r.failover(Channel::Sms, &p, "b")
@@ -755,11 +740,11 @@ mod tests {
         clock.advance(chrono::Duration::seconds(31));
         assert_eq!(best(), "a", "half-open after the cool-down");
         r.record(0, false);
-        assert!(r.is_open(0), "one more failure opens it again");
+        assert!(r.status()[0].2, "one more failure opens it again");
         clock.advance(chrono::Duration::seconds(31));
         r.record(0, true);
         r.record(0, false);
-        assert!(!r.is_open(0), "a success closed it");
+        assert!(!r.status()[0].2, "a success closed it");
     }
 
     #[test]
@@ -802,7 +787,7 @@ mod tests {
         let gate = Arc::new(Gate::new(None, Some(2)));
         let a = gate.enter().await;
         let _b = gate.enter().await;
-        assert_eq!(gate.in_flight(2), Some(2));
+        assert_eq!(gate.window.as_ref().map(|w| w.available_permits()), Some(0));
         let g = gate.clone();
         let third = tokio::spawn(async move {
             let _c = g.enter().await;
