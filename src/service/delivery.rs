@@ -71,6 +71,13 @@ fn render(target: &DeliveryTarget, code: &Code) -> (String, Option<VoiceParams>)
     }
 }
 
+/// The sender id of a message on a route: the template's, else the route's.
+fn sender_on(template: Option<&Template>, route: &Route) -> Option<String> {
+    template
+        .and_then(|t| t.sender_id.clone())
+        .or_else(|| route.default_sender.clone())
+}
+
 /// Encoding, segments and price of a message to `phone` on a route.
 fn accounting(channel: Channel, info: &SmsInfo, route: &Route, phone: &PhoneNumber) -> SendingInfo {
     if channel == Channel::Sms {
@@ -143,10 +150,7 @@ impl Service {
         choice: RouteChoice<'_>,
     ) -> Option<(DeliveryTarget, NewAttempt)> {
         let (route_index, route) = self.routing.choose(channel, &phone, choice)?;
-        let sender = template
-            .as_ref()
-            .and_then(|t| t.sender_id.clone())
-            .or_else(|| route.default_sender.clone());
+        let sender = sender_on(template.as_ref(), route);
         let target = DeliveryTarget {
             channel,
             phone,
@@ -300,12 +304,10 @@ impl Service {
                     ..AttemptUpdate::default()
                 };
                 if let Some((_, next_route)) = other {
-                    let template_sender =
-                        d.target.template.as_ref().and_then(|t| t.sender_id.clone());
                     let moved = accounting(d.target.channel, &info, next_route, &d.target.phone);
                     update.route = Some(next_route.name.clone());
                     update.provider = Some(next_route.provider.kind().to_string());
-                    update.sender = template_sender.or_else(|| next_route.default_sender.clone());
+                    update.sender = sender_on(d.target.template.as_ref(), next_route);
                     update.rate_micros = moved.rate_micros;
                     update.price_micros = moved.price_micros;
                     update.bill_period = moved.bill_period;
