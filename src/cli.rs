@@ -11,7 +11,8 @@ use crate::clock::SystemClock;
 use crate::config::{Config, Mode, Validated};
 use crate::crypto::Keys;
 use crate::providers::routing::Routing;
-use crate::service::Service;
+use crate::service::{MerchantChange, MerchantInput, Service};
+use crate::store::{Merchant, tenant_kind};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,6 +43,11 @@ pub enum Command {
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+    /// Manage SGate merchants (payout-API OTP callers with RSA keys).
+    Merchant {
+        #[command(subcommand)]
+        command: MerchantCommand,
     },
     /// The delivery job queue: counts, then the jobs in due order.
     Jobs {
@@ -92,6 +98,61 @@ pub enum TenantCommand {
         #[arg(long, conflicts_with = "cidrs")]
         clear: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MerchantCommand {
+    /// Register a merchant: prints its V-Api-Key and the system public key it verifies
+    /// responses with.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// The merchant's RSA public key, PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`).
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+        /// Sandbox: the test numbers answer with fixed sessionids and code 123456.
+        #[arg(long)]
+        sandbox: bool,
+        /// Product names `appname` may take (the text's `{APP_NAME}`).
+        #[arg(long = "app-name", value_name = "NAME", num_args = 1.., action = clap::ArgAction::Append)]
+        app_names: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List merchants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a merchant's public key, mode or product names.
+    Update {
+        api_key: String,
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+        #[arg(long, conflicts_with = "production")]
+        sandbox: bool,
+        #[arg(long)]
+        production: bool,
+        /// Replaces the product names.
+        #[arg(long = "app-name", value_name = "NAME", num_args = 1.., action = clap::ArgAction::Append)]
+        app_names: Option<Vec<String>>,
+    },
+    /// Refuse every request signed with this key.
+    Disable { api_key: String },
+    /// Accept requests signed with this key again.
+    Enable { api_key: String },
+    /// Restrict a merchant to addresses or CIDR blocks (replaces the list).
+    AllowIp {
+        api_key: String,
+        #[arg(required_unless_present = "clear")]
+        cidrs: Vec<String>,
+        /// Remove the restriction.
+        #[arg(long, conflicts_with = "cidrs")]
+        clear: bool,
+    },
+    /// Print the system public key (PEM) merchants verify responses with; generates the key
+    /// pair on first use.
+    SystemKey,
 }
 
 fn load(cli: &Cli) -> anyhow::Result<(Config, Validated)> {
@@ -153,6 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config { .. } => Ok(()),
         Command::Tenant { command } => tenant(command, &cfg, &v).await,
+        Command::Merchant { command } => merchant(command, &cfg, &v).await,
         Command::Jobs { limit, json } => jobs(&cfg, &v, limit, json).await,
         Command::Outbox { limit, json } => {
             let svc = offline_service(&cfg, &v).await?;
@@ -363,11 +425,13 @@ async fn tenant(cmd: TenantCommand, cfg: &Config, v: &Validated) -> anyhow::Resu
             }
         }
         TenantCommand::Disable { api_key } => {
-            svc.set_tenant_enabled(&api_key, false).await?;
+            svc.set_tenant_enabled(tenant_kind::BUKA, &api_key, false)
+                .await?;
             println!("tenant {api_key} disabled");
         }
         TenantCommand::Enable { api_key } => {
-            svc.set_tenant_enabled(&api_key, true).await?;
+            svc.set_tenant_enabled(tenant_kind::BUKA, &api_key, true)
+                .await?;
             println!("tenant {api_key} enabled");
         }
         TenantCommand::AllowIp {
@@ -376,13 +440,166 @@ async fn tenant(cmd: TenantCommand, cfg: &Config, v: &Validated) -> anyhow::Resu
             clear,
         } => {
             let list = svc
-                .set_tenant_allow_ips(&api_key, if clear { &[] } else { &cidrs })
+                .set_tenant_allow_ips(
+                    tenant_kind::BUKA,
+                    &api_key,
+                    if clear { &[] } else { &cidrs },
+                )
                 .await?;
             if list.is_empty() {
                 println!("tenant {api_key}: any address may call");
             } else {
                 println!("tenant {api_key}: only {} may call", list.join(", "));
             }
+        }
+    }
+    Ok(())
+}
+
+fn read_key_file(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn merchant_json(m: &Merchant) -> serde_json::Value {
+    serde_json::json!({
+        "tenantId": m.tenant.id,
+        "name": m.tenant.name,
+        "apiKey": m.tenant.api_key,
+        "sandbox": m.sandbox,
+        "enabled": m.tenant.enabled,
+        "allowIps": m.tenant.allow_ips,
+        "appNames": m.products.iter().map(|p| &p.name).collect::<Vec<_>>(),
+        "createdAt": ms_to_rfc3339(m.tenant.created_ms),
+    })
+}
+
+fn mode(m: &Merchant) -> &'static str {
+    if m.sandbox { "sandbox" } else { "production" }
+}
+
+async fn merchant(cmd: MerchantCommand, cfg: &Config, v: &Validated) -> anyhow::Result<()> {
+    let svc = offline_service(cfg, v).await?;
+    match cmd {
+        MerchantCommand::Create {
+            name,
+            public_key,
+            sandbox,
+            app_names,
+            json,
+        } => {
+            let m = svc
+                .create_merchant(MerchantInput {
+                    name,
+                    public_key_pem: read_key_file(&public_key)?,
+                    sandbox,
+                    app_names,
+                })
+                .await?;
+            let system_key = svc.system_public_key().await?;
+            if json {
+                let mut out = merchant_json(&m);
+                out["systemPublicKey"] = system_key.into();
+                println!("{out}");
+            } else {
+                let names: Vec<_> = m.products.iter().map(|p| p.name.as_str()).collect();
+                println!(
+                    "merchant {} ({}) created, {}.\n  V-Api-Key: {}\n  app names: {}\n\nThe merchant verifies response signatures with this system public key:\n{}",
+                    m.tenant.id,
+                    m.tenant.name,
+                    mode(&m),
+                    m.tenant.api_key,
+                    if names.is_empty() {
+                        "(none: sendOtp answers 1603 until some are set)".to_string()
+                    } else {
+                        names.join(", ")
+                    },
+                    system_key.trim_end()
+                );
+            }
+        }
+        MerchantCommand::List { json } => {
+            let list = svc.list_merchants().await?;
+            if json {
+                let rows: Vec<_> = list.iter().map(merchant_json).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<6} {:<26} {:<11} {:<8} {:<20} {:<24} NAME",
+                    "ID", "API KEY", "MODE", "ENABLED", "ALLOW-IP", "APP NAMES"
+                );
+                for m in list {
+                    let allow = if m.tenant.allow_ips.is_empty() {
+                        "any".to_string()
+                    } else {
+                        m.tenant.allow_ips.join(",")
+                    };
+                    let names: Vec<_> = m.products.iter().map(|p| p.name.as_str()).collect();
+                    println!(
+                        "{:<6} {:<26} {:<11} {:<8} {:<20} {:<24} {}",
+                        m.tenant.id,
+                        m.tenant.api_key,
+                        mode(&m),
+                        m.tenant.enabled,
+                        allow,
+                        names.join(","),
+                        m.tenant.name
+                    );
+                }
+            }
+        }
+        MerchantCommand::Update {
+            api_key,
+            public_key,
+            sandbox,
+            production,
+            app_names,
+        } => {
+            let public_key_pem = match public_key {
+                Some(p) => Some(read_key_file(&p)?),
+                None => None,
+            };
+            let m = svc
+                .update_merchant(
+                    &api_key,
+                    MerchantChange {
+                        public_key_pem,
+                        sandbox: (sandbox || production).then_some(sandbox),
+                        app_names,
+                    },
+                )
+                .await?;
+            println!("merchant {api_key} updated: {}", merchant_json(&m));
+        }
+        MerchantCommand::Disable { api_key } => {
+            svc.set_tenant_enabled(tenant_kind::SGATE, &api_key, false)
+                .await?;
+            println!("merchant {api_key} disabled");
+        }
+        MerchantCommand::Enable { api_key } => {
+            svc.set_tenant_enabled(tenant_kind::SGATE, &api_key, true)
+                .await?;
+            println!("merchant {api_key} enabled");
+        }
+        MerchantCommand::AllowIp {
+            api_key,
+            cidrs,
+            clear,
+        } => {
+            let list = svc
+                .set_tenant_allow_ips(
+                    tenant_kind::SGATE,
+                    &api_key,
+                    if clear { &[] } else { &cidrs },
+                )
+                .await?;
+            if list.is_empty() {
+                println!("merchant {api_key}: any address may call");
+            } else {
+                println!("merchant {api_key}: only {} may call", list.join(", "));
+            }
+        }
+        MerchantCommand::SystemKey => {
+            print!("{}", svc.system_public_key().await?);
         }
     }
     Ok(())

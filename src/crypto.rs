@@ -4,6 +4,8 @@
 //!   derived from the operator's master key.
 //! - Codes are checked against an HMAC-SHA-256 over the session id and the code, compared in
 //!   constant time.
+//! - SGate signatures are MD5withRSA (RSASSA-PKCS1-v1_5 over MD5) of a hex digest, Base64;
+//!   [`RsaSigner`] holds the system's key, [`RsaVerifier`] a merchant's public key.
 //! - Buka `Sign` is MD5(apiKey + apiSecret + Timestamp), compared case-insensitively in
 //!   constant time.
 
@@ -27,6 +29,12 @@ pub enum CryptoError {
     BadMasterKey,
     #[error("a stored secret could not be decrypted (wrong master key, or the data was altered)")]
     Decrypt,
+    #[error("not an RSA public key in PEM (PKCS#8 `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`)")]
+    BadPublicKey,
+    #[error("the RSA key must be 2048 to 4096 bits, not {0}")]
+    KeySize(usize),
+    #[error("RSA: {0}")]
+    Rsa(String),
 }
 
 /// The operator's master key. Its `Debug` never shows it.
@@ -169,6 +177,120 @@ pub fn buka_sign_matches(api_key: &str, api_secret: &str, timestamp: &str, given
     ct_eq_str(&expected, &given.to_ascii_lowercase())
 }
 
+/// Bits of the system key otpgate generates (the vendor's documented size).
+pub const RSA_BITS: usize = 2048;
+
+/// An RSA private key that signs SGate responses. `Debug` never shows it.
+pub struct RsaSigner(rsa::PrivateKey);
+
+impl fmt::Debug for RsaSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RsaSigner(***)")
+    }
+}
+
+impl RsaSigner {
+    /// A fresh 2048-bit key (about 0.1 s optimised; run it off the async threads).
+    pub fn generate() -> Result<Self, CryptoError> {
+        rsa::PrivateKey::new(&mut rand_rsa::rng(), RSA_BITS)
+            .map(Self)
+            .map_err(|e| CryptoError::Rsa(e.to_string()))
+    }
+
+    /// The key as PKCS#8 DER in standard Base64, for sealing.
+    pub fn to_pkcs8_base64(&self) -> Result<String, CryptoError> {
+        use rsa::pkcs8::EncodePrivateKey;
+        let der = self
+            .0
+            .to_pkcs8_der()
+            .map_err(|e| CryptoError::Rsa(e.to_string()))?;
+        Ok(STANDARD.encode(der.as_bytes()))
+    }
+
+    pub fn from_pkcs8_base64(b64: &str) -> Result<Self, CryptoError> {
+        use rsa::pkcs8::DecodePrivateKey;
+        let der = STANDARD.decode(b64).map_err(|_| CryptoError::Decrypt)?;
+        rsa::PrivateKey::from_pkcs8_der(&der)
+            .map(Self)
+            .map_err(|e| CryptoError::Rsa(e.to_string()))
+    }
+
+    /// The public half as PEM (`-----BEGIN PUBLIC KEY-----`, X.509 SubjectPublicKeyInfo).
+    pub fn public_pem(&self) -> Result<String, CryptoError> {
+        use rsa::pkcs8::EncodePublicKey;
+        self.0
+            .to_public_key()
+            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+            .map_err(|e| CryptoError::Rsa(e.to_string()))
+    }
+
+    /// MD5withRSA of `message`, Base64.
+    pub fn sign_md5(&self, message: &[u8]) -> Result<String, CryptoError> {
+        let sig = self
+            .0
+            .pkcs1v15_sign::<Md5>(message)
+            .map_err(|e| CryptoError::Rsa(e.to_string()))?;
+        Ok(STANDARD.encode(sig.as_slice()))
+    }
+}
+
+/// An RSA public key that checks a merchant's signatures.
+#[derive(Clone)]
+pub struct RsaVerifier(rsa::PublicKey);
+
+impl fmt::Debug for RsaVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RsaVerifier({} bits)", self.bits())
+    }
+}
+
+impl RsaVerifier {
+    /// Parses a PEM public key, PKCS#8 (`PUBLIC KEY`) or PKCS#1 (`RSA PUBLIC KEY`), of
+    /// 2048–4096 bits.
+    pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
+        use rsa::pkcs1::DecodeRsaPublicKey;
+        use rsa::pkcs8::DecodePublicKey;
+        let pem = pem.trim();
+        let key = rsa::PublicKey::from_public_key_pem(pem)
+            .or_else(|_| rsa::PublicKey::from_pkcs1_pem(pem))
+            .map_err(|_| CryptoError::BadPublicKey)?;
+        let v = Self(key);
+        if !(2048..=4096).contains(&v.bits()) {
+            return Err(CryptoError::KeySize(v.bits()));
+        }
+        Ok(v)
+    }
+
+    pub fn bits(&self) -> usize {
+        use rsa::traits::PublicKeyParts;
+        self.0.size() * 8
+    }
+
+    /// The key as PKCS#8 PEM, whichever form it was given in.
+    pub fn to_pem(&self) -> Result<String, CryptoError> {
+        use rsa::pkcs8::EncodePublicKey;
+        self.0
+            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+            .map_err(|e| CryptoError::Rsa(e.to_string()))
+    }
+
+    /// Whether `signature_b64` is a valid MD5withRSA signature of `message` (Base64 with or
+    /// without padding; whitespace ignored).
+    pub fn verify_md5(&self, message: &[u8], signature_b64: &str) -> bool {
+        let compact: String = signature_b64
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let Ok(sig) = STANDARD
+            .decode(&compact)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&compact))
+        else {
+            return false;
+        };
+        self.0.pkcs1v15_verify::<Md5>(message, &sig).is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +352,38 @@ mod tests {
         assert_ne!(h, k.code_hash("s2", "1234"));
         assert_ne!(h, k.code_hash("s1", "1235"));
         assert!(ct_eq_str(&h, &k.code_hash("s1", "1234")));
+    }
+
+    #[test]
+    fn md5_with_rsa_round_trips_and_reads_both_pem_forms() {
+        let signer = RsaSigner::generate().unwrap();
+        let pem = signer.public_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+        let v = RsaVerifier::from_pem(&pem).unwrap();
+        assert_eq!(v.bits(), 2048);
+        let sig = signer
+            .sign_md5(b"8a5908e27626d79d73dc14bd9ba00e72")
+            .unwrap();
+        assert!(v.verify_md5(b"8a5908e27626d79d73dc14bd9ba00e72", &sig));
+        assert!(!v.verify_md5(b"8a5908e27626d79d73dc14bd9ba00e73", &sig));
+        assert!(!v.verify_md5(b"8a5908e27626d79d73dc14bd9ba00e72", "not base64!"));
+        // PKCS#1 form of the same key.
+        use rsa::pkcs1::EncodeRsaPublicKey;
+        let pkcs1 = signer
+            .0
+            .to_public_key()
+            .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+            .unwrap();
+        assert!(pkcs1.starts_with("-----BEGIN RSA PUBLIC KEY-----"));
+        let v1 = RsaVerifier::from_pem(&pkcs1).unwrap();
+        assert!(v1.verify_md5(b"8a5908e27626d79d73dc14bd9ba00e72", &sig));
+        assert_eq!(v1.to_pem().unwrap(), pem);
+        // The private key survives sealing's Base64 form.
+        let again = RsaSigner::from_pkcs8_base64(&signer.to_pkcs8_base64().unwrap()).unwrap();
+        assert_eq!(again.public_pem().unwrap(), pem);
+        assert!(matches!(
+            RsaVerifier::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"),
+            Err(CryptoError::BadPublicKey)
+        ));
     }
 }

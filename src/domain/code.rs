@@ -84,9 +84,12 @@ pub fn normalize_input(input: &str, case_insensitive: bool) -> String {
     }
 }
 
+/// Where a template's text takes the code.
+pub const PLACEHOLDER: &str = "##code##";
+
 /// Renders a template text: every `##code##` becomes the code.
 pub fn render(text: &str, code: &Code) -> String {
-    text.replace("##code##", code.expose())
+    text.replace(PLACEHOLDER, code.expose())
 }
 
 #[cfg(test)]

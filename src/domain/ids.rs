@@ -25,6 +25,23 @@ pub fn random_alnum(len: usize) -> String {
         .collect()
 }
 
+/// `bytes` random bytes from the CSPRNG as lowercase hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
+/// An SGate `sessionid`: 32 lowercase hex characters.
+pub fn new_external_session_id() -> String {
+    random_hex(16)
+}
+
+/// An SGate `requestId`: 32 upper-case hex characters.
+pub fn new_request_id() -> String {
+    random_hex(16).to_ascii_uppercase()
+}
+
 /// An app id: 8 random alphanumerics.
 pub fn new_app_id() -> String {
     random_alnum(8)
@@ -49,6 +66,23 @@ mod tests {
         assert_eq!(id.len(), 8);
         assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert_ne!(new_app_id(), new_app_id());
+    }
+
+    #[test]
+    fn hex_ids() {
+        let s = new_external_session_id();
+        assert_eq!(s.len(), 32);
+        assert!(
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+        let r = new_request_id();
+        assert_eq!(r.len(), 32);
+        assert!(
+            r.bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+        );
+        assert_ne!(new_request_id(), r);
     }
 
     #[test]

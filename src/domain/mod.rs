@@ -11,6 +11,7 @@ pub mod limits;
 pub mod mcc;
 pub mod phone;
 pub mod session;
+pub mod sgate;
 pub mod sms;
 pub mod validate;
 

@@ -5,6 +5,7 @@
 pub mod buka;
 pub mod hooks;
 pub mod openapi;
+pub mod sgate;
 
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::serve))
         .merge(buka::routes())
+        .merge(sgate::routes())
         .merge(hooks::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

@@ -6,7 +6,9 @@ mod catalog;
 mod delivery;
 mod flows;
 pub mod jobs;
+mod merchants;
 mod receipts;
+mod sgate;
 mod tenants;
 mod verification;
 
@@ -14,7 +16,9 @@ use std::sync::Arc;
 
 pub use backfill::{BackfillRateInput, PostbackInput};
 pub use catalog::{AppInput, FlowInput, TemplateInput};
+pub use merchants::{MerchantChange, MerchantInput};
 pub use receipts::ReceiptOutcome;
+pub use sgate::{OtpDetail, OtpFailure};
 pub use tenants::{CreatedTenant, ip_allowed, parse_allow_entry};
 pub use verification::{RecordView, SendInput, SendResult, VerifyResult};
 
@@ -55,6 +59,9 @@ pub enum ServiceError {
     TotalLimit,
     #[error("period phone send limit reached")]
     PhoneLimit,
+    /// An SGate OTP rule refused the call (each has its own SGate code).
+    #[error("{0}")]
+    Otp(OtpFailure),
     #[error("{0}")]
     Internal(#[from] anyhow::Error),
 }
@@ -88,6 +95,7 @@ pub struct Service {
     /// Where receipts go that must wait for their submit to be recorded.
     pub receipts: ReceiptSink,
     secrets: Arc<tenants::SecretCache>,
+    keys_cache: Arc<merchants::KeyCache>,
 }
 
 impl Service {
@@ -108,6 +116,7 @@ impl Service {
             jobs: Arc::new(jobs::JobRuntime::new(delivery)),
             receipts,
             secrets: Arc::default(),
+            keys_cache: Arc::default(),
         }
     }
 

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 
 use super::{Service, ServiceError, ServiceResult};
 use crate::domain::ids::random_alnum;
-use crate::store::{NewTenant, Tenant};
+use crate::store::{NewTenant, Tenant, tenant_kind};
 
 /// Unsealed API secrets keyed by their sealed form (bounded; cleared when full).
 #[derive(Default)]
@@ -44,6 +44,14 @@ impl SecretCache {
 pub struct CreatedTenant {
     pub tenant: Tenant,
     pub api_secret: String,
+}
+
+fn kind_noun(kind: &str) -> &'static str {
+    if kind == tenant_kind::SGATE {
+        "merchant"
+    } else {
+        "tenant"
+    }
 }
 
 fn secret_context(api_key: &str) -> String {
@@ -124,21 +132,36 @@ impl Service {
         Ok(secret)
     }
 
+    /// The Buka tenants (merchants are listed by [`Service::list_merchants`]).
     pub async fn list_tenants(&self) -> ServiceResult<Vec<Tenant>> {
-        Ok(self.store.list_tenants().await?)
+        let mut all = self.store.list_tenants().await?;
+        all.retain(|t| t.kind == tenant_kind::BUKA);
+        Ok(all)
     }
 
-    pub async fn set_tenant_enabled(&self, api_key: &str, enabled: bool) -> ServiceResult<()> {
-        if self.store.set_tenant_enabled(api_key, enabled).await? {
+    /// Enables or disables the key of a tenant of `kind` (`tenant` or `merchant` commands).
+    pub async fn set_tenant_enabled(
+        &self,
+        kind: &str,
+        api_key: &str,
+        enabled: bool,
+    ) -> ServiceResult<()> {
+        if self
+            .store
+            .set_tenant_enabled(kind, api_key, enabled)
+            .await?
+        {
             Ok(())
         } else {
-            Err(ServiceError::NotFound("tenant"))
+            Err(ServiceError::NotFound(kind_noun(kind)))
         }
     }
 
-    /// Replaces the tenant's IP allow-list (empty = allow all). Entries are validated.
+    /// Replaces the IP allow-list of a tenant of `kind` (empty = allow all). Entries are
+    /// validated.
     pub async fn set_tenant_allow_ips(
         &self,
+        kind: &str,
         api_key: &str,
         entries: &[String],
     ) -> ServiceResult<Vec<String>> {
@@ -152,10 +175,14 @@ impl Service {
             })?;
             list.push(parsed);
         }
-        if self.store.set_tenant_allow_ips(api_key, &list).await? {
+        if self
+            .store
+            .set_tenant_allow_ips(kind, api_key, &list)
+            .await?
+        {
             Ok(list)
         } else {
-            Err(ServiceError::NotFound("tenant"))
+            Err(ServiceError::NotFound(kind_noun(kind)))
         }
     }
 }

@@ -27,6 +27,25 @@ pub struct SendInput {
     pub code: Option<String>,
 }
 
+/// A new session, checked and ready to write (see [`Service::start_session`]).
+pub(super) struct NewSessionSend {
+    pub tenant_id: i64,
+    pub app: App,
+    pub template: Option<Template>,
+    pub flow: Option<Flow>,
+    pub phone: PhoneNumber,
+    pub channel: Channel,
+    pub order_id: Option<String>,
+    pub code: Code,
+    pub code_type: i64,
+    pub code_length: i64,
+    pub case_insensitive: bool,
+    /// The verification's kind (`send`, `sendRule`, `sendOtp`).
+    pub kind: &'static str,
+    /// The session's dialect-specific id ([`Session::external_id`]), if it has one.
+    pub external_id: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct SendResult {
     pub verification_id: String,
@@ -190,6 +209,43 @@ impl Service {
                 )
             }
         };
+        self.start_session(NewSessionSend {
+            tenant_id,
+            app,
+            template,
+            flow,
+            phone,
+            channel,
+            order_id,
+            code,
+            code_type,
+            code_length,
+            case_insensitive,
+            kind: if rule { "sendRule" } else { "send" },
+            external_id: None,
+        })
+        .await
+    }
+
+    /// Starts a new session: plans its first attempt on the best route, writes the session,
+    /// its verification id, the attempt and its deliver job in one store call, and starts the
+    /// delivery. Every dialect's send ends here.
+    pub(super) async fn start_session(&self, s: NewSessionSend) -> ServiceResult<SendResult> {
+        let NewSessionSend {
+            tenant_id,
+            app,
+            template,
+            flow,
+            phone,
+            channel,
+            order_id,
+            code,
+            code_type,
+            code_length,
+            case_insensitive,
+            kind,
+            external_id,
+        } = s;
         // The first node runs after the first attempt, if the flow has any.
         let next_step = flow
             .as_ref()
@@ -205,7 +261,7 @@ impl Service {
                     app_id: app.app_id.clone(),
                     phone: to.clone(),
                     verification_id: verification_id.to_string(),
-                    kind: if rule { "sendRule" } else { "send" },
+                    kind,
                     order_id: order_id.clone(),
                     total_limit: app.total_limit.active(),
                     phone_limit: app.phone_limit.active(),
@@ -225,6 +281,8 @@ impl Service {
                         code_type,
                         code_length,
                         case_insensitive,
+                        // 128 random bits: a clash is not a practical concern.
+                        external_id: external_id.clone(),
                     }),
                     attempt: attempt.clone(),
                     now_ms,
@@ -394,18 +452,8 @@ impl Service {
         if !char_len_between(code, 1, 10) {
             return Err(ServiceError::invalid("code", "must be 1-10 characters"));
         }
-        let keys = self.keys.clone();
-        let typed = code.to_string();
-        let hash: CandidateHash = Box::new(move |s: &Session| {
-            keys.code_hash(&s.id, &code::normalize_input(&typed, s.case_insensitive))
-        });
-        let (outcome, v, session) = match self
-            .store
-            .verify(verification_id, tenant_id, hash, self.now_ms())
-            .await?
-        {
+        let (outcome, v, session) = match self.check_code(verification_id, tenant_id, code).await? {
             VerifyLookup::Unknown => {
-                self.metrics.verify("unknown");
                 return Ok(VerifyResult {
                     verification_id: verification_id.to_string(),
                     to: None,
@@ -420,14 +468,6 @@ impl Service {
                 session,
             } => (outcome, verification, session),
         };
-        self.metrics.verify(match outcome {
-            VerifyOutcome::Matched => "matched",
-            VerifyOutcome::NotSubmitted => "not_submitted",
-            VerifyOutcome::Wrong { locked_now: false } => "wrong",
-            VerifyOutcome::Wrong { locked_now: true } | VerifyOutcome::Locked => "locked",
-            VerifyOutcome::AlreadyVerified => "already_verified",
-            VerifyOutcome::Expired => "expired",
-        });
         tracing::info!(
             verification.id = %verification_id,
             session.id = %session.id,
@@ -448,6 +488,37 @@ impl Service {
             channel: Some(v.channel),
             matched: outcome.matched(),
         })
+    }
+
+    /// Checks a typed code against the session of `verification_id` in one store call, and
+    /// counts the outcome. Every dialect's verify goes through here.
+    pub(super) async fn check_code(
+        &self,
+        verification_id: &str,
+        tenant_id: i64,
+        code: &str,
+    ) -> ServiceResult<VerifyLookup> {
+        let keys = self.keys.clone();
+        let typed = code.to_string();
+        let hash: CandidateHash = Box::new(move |s: &Session| {
+            keys.code_hash(&s.id, &code::normalize_input(&typed, s.case_insensitive))
+        });
+        let lookup = self
+            .store
+            .verify(verification_id, tenant_id, hash, self.now_ms())
+            .await?;
+        self.metrics.verify(match &lookup {
+            VerifyLookup::Unknown | VerifyLookup::Foreign => "unknown",
+            VerifyLookup::Checked { outcome, .. } => match outcome {
+                VerifyOutcome::Matched => "matched",
+                VerifyOutcome::NotSubmitted => "not_submitted",
+                VerifyOutcome::Wrong { locked_now: false } => "wrong",
+                VerifyOutcome::Wrong { locked_now: true } | VerifyOutcome::Locked => "locked",
+                VerifyOutcome::AlreadyVerified => "already_verified",
+                VerifyOutcome::Expired => "expired",
+            },
+        });
+        Ok(lookup)
     }
 
     /// The record of the session a verification id belongs to.

@@ -41,10 +41,68 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_tenant(&self, t: &NewTenant) -> StoreResult<Tenant>;
     async fn tenant_by_key(&self, api_key: &str) -> StoreResult<Option<Tenant>>;
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Buka tenants only (merchants are counted by `list_merchants`).
     async fn count_tenants(&self) -> StoreResult<i64>;
-    /// Returns false when no tenant has that key.
-    async fn set_tenant_enabled(&self, api_key: &str, enabled: bool) -> StoreResult<bool>;
-    async fn set_tenant_allow_ips(&self, api_key: &str, allow: &[String]) -> StoreResult<bool>;
+    /// Returns false when no tenant of that kind has that key.
+    async fn set_tenant_enabled(
+        &self,
+        kind: &str,
+        api_key: &str,
+        enabled: bool,
+    ) -> StoreResult<bool>;
+    async fn set_tenant_allow_ips(
+        &self,
+        kind: &str,
+        api_key: &str,
+        allow: &[String],
+    ) -> StoreResult<bool>;
+
+    // SGate merchants
+    /// Inserts the tenant (kind `sgate`), its app, its templates and the merchant row in one
+    /// transaction.
+    async fn insert_merchant(&self, m: &NewMerchant) -> StoreResult<Merchant>;
+    /// Read on every signed request (so `merchant disable` applies at once).
+    async fn merchant_by_key(&self, api_key: &str) -> StoreResult<Option<Merchant>>;
+    async fn list_merchants(&self) -> StoreResult<Vec<Merchant>>;
+    /// `None` when no merchant has that key.
+    async fn update_merchant(
+        &self,
+        api_key: &str,
+        update: &MerchantUpdate,
+    ) -> StoreResult<Option<Merchant>>;
+    /// Records a request nonce unless the tenant used it before and it has not expired;
+    /// `false` for a replay. Drops a few expired nonces on the way.
+    async fn remember_nonce(
+        &self,
+        tenant_id: i64,
+        nonce: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Whether the tenant used this nonce and it has not expired (nothing is written).
+    async fn nonce_seen(&self, tenant_id: i64, nonce: &str, now_ms: i64) -> StoreResult<bool>;
+    /// A server key by name: `(sealed private key, public PEM)`.
+    async fn system_key(&self, name: &str) -> StoreResult<Option<(String, String)>>;
+    /// Stores a server key unless one of that name exists, and returns the one stored (so
+    /// two processes generating at once agree on the first).
+    async fn insert_system_key(
+        &self,
+        name: &str,
+        private_enc: &str,
+        public_pem: &str,
+        now_ms: i64,
+    ) -> StoreResult<(String, String)>;
+    /// The session with this dialect-specific id.
+    async fn session_by_external(&self, external_id: &str) -> StoreResult<Option<Session>>;
+    /// Remembers a send to a sandbox test number.
+    async fn record_sandbox_send(
+        &self,
+        tenant_id: i64,
+        mobile: &str,
+        at_ms: i64,
+    ) -> StoreResult<()>;
+    /// When the tenant last sent to this sandbox test number.
+    async fn sandbox_send(&self, tenant_id: i64, mobile: &str) -> StoreResult<Option<i64>>;
 
     // Apps, templates, flows
     async fn insert_app(&self, app: &App) -> StoreResult<()>;

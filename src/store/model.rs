@@ -21,6 +21,56 @@ pub struct Tenant {
     pub enabled: bool,
     pub allow_ips: Vec<String>,
     pub created_ms: i64,
+    /// Which dialect the key signs for: [`tenant_kind::BUKA`] or [`tenant_kind::SGATE`].
+    pub kind: String,
+}
+
+/// Kinds of tenant: the dialect whose requests its API key may sign.
+pub mod tenant_kind {
+    /// A Buka/ITNIO tenant: API key and secret.
+    pub const BUKA: &str = "buka";
+    /// An SGate merchant: API key and RSA public key.
+    pub const SGATE: &str = "sgate";
+}
+
+/// One of a merchant's product names and the template that carries its text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Product {
+    pub name: String,
+    pub template_id: i64,
+}
+
+/// An SGate merchant: a tenant of kind `sgate` with its key and products.
+#[derive(Debug, Clone)]
+pub struct Merchant {
+    pub tenant: Tenant,
+    /// PEM, PKCS#8 SubjectPublicKeyInfo.
+    pub public_key: String,
+    pub sandbox: bool,
+    /// The app its sends belong to (code expiry, the per-number limit).
+    pub app_id: String,
+    pub products: Vec<Product>,
+}
+
+/// A new merchant: its tenant row, app and one template per product name (their tenant and
+/// app ids are filled in by the store).
+#[derive(Debug, Clone)]
+pub struct NewMerchant {
+    pub tenant: NewTenant,
+    pub public_key: String,
+    pub sandbox: bool,
+    pub app: App,
+    pub templates: Vec<Template>,
+}
+
+/// Changes to a merchant; `None` keeps a field. `templates` replaces the product list: names
+/// that already have a template keep it, new names get the given template.
+#[derive(Debug, Clone, Default)]
+pub struct MerchantUpdate {
+    pub public_key: Option<String>,
+    pub sandbox: Option<bool>,
+    pub templates: Option<Vec<Template>>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +139,8 @@ pub struct Session {
     pub created_ms: i64,
     pub verified_ms: Option<i64>,
     pub order_id: Option<String>,
+    /// The session's id in a dialect that names sessions its own way (SGate's `sessionid`).
+    pub external_id: Option<String>,
 }
 
 impl Session {
@@ -217,6 +269,8 @@ pub struct NewSession {
     pub code_type: i64,
     pub code_length: i64,
     pub case_insensitive: bool,
+    /// See [`Session::external_id`].
+    pub external_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -25,6 +25,7 @@ use crate::domain::session::{SessionStatus, decide_verify};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_jobs.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_sgate.sql")),
 ];
 
 /// Most jobs committed together.
@@ -393,7 +394,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 /// The tenant columns in the order [`tenant_from`] reads them.
 macro_rules! tenant_cols {
     () => {
-        "id, name, api_key, secret_enc, enabled, allow_ips, created_ms"
+        "id, name, api_key, secret_enc, enabled, allow_ips, created_ms, kind"
     };
 }
 
@@ -423,7 +424,186 @@ fn tenant_from(r: &Row) -> rusqlite::Result<Tenant> {
             .map(str::to_string)
             .collect(),
         created_ms: r.get(6)?,
+        kind: r.get(7)?,
     })
+}
+
+/// A merchant row joined to its tenant: the tenant's columns, then the merchant's.
+fn merchant_sql(filter: &str) -> String {
+    format!(
+        "SELECT t.id, t.name, t.api_key, t.secret_enc, t.enabled, t.allow_ips, t.created_ms, t.kind, \
+         m.public_key, m.sandbox, m.app_id, m.products \
+         FROM merchants m JOIN tenants t ON t.id = m.tenant_id {filter}"
+    )
+}
+
+fn merchant_row(r: &Row) -> rusqlite::Result<(Merchant, String)> {
+    Ok((
+        Merchant {
+            tenant: tenant_from(r)?,
+            public_key: r.get(8)?,
+            sandbox: r.get::<_, i64>(9)? != 0,
+            app_id: r.get(10)?,
+            products: Vec::new(),
+        },
+        r.get(11)?,
+    ))
+}
+
+fn merchant_from((mut m, products): (Merchant, String)) -> StoreResult<Merchant> {
+    m.products = json(&products, "merchants.products")?;
+    Ok(m)
+}
+
+fn load_merchant(conn: &Connection, api_key: &str) -> StoreResult<Option<Merchant>> {
+    conn.prepare_cached(&merchant_sql("WHERE t.api_key = ?1"))?
+        .query_row([api_key], merchant_row)
+        .optional()?
+        .map(merchant_from)
+        .transpose()
+}
+
+fn insert_template_row(conn: &Connection, t: &Template) -> StoreResult<i64> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO templates (tenant_id, app_id, name, text, code_type, code_length, speech_rate, \
+             language, max_duration, repeat_cnt, sender_id, created_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING template_id",
+        )?
+        .query_row(
+            params![
+                t.tenant_id,
+                t.app_id,
+                t.name,
+                t.text,
+                t.code_type,
+                t.code_length,
+                t.speech_rate,
+                t.language,
+                t.max_duration,
+                t.repeat_cnt,
+                t.sender_id,
+                t.created_ms
+            ],
+            |r| r.get(0),
+        )?)
+}
+
+/// The merchant's products for `templates`' names, in order: a name that already has a
+/// template under the app keeps it, a new one gets its template inserted.
+fn products_for(
+    conn: &Connection,
+    tenant_id: i64,
+    app_id: &str,
+    templates: &[Template],
+) -> StoreResult<Vec<Product>> {
+    let mut products = Vec::with_capacity(templates.len());
+    for t in templates {
+        let existing: Option<i64> = conn
+            .prepare_cached("SELECT template_id FROM templates WHERE app_id = ?1 AND name = ?2")?
+            .query_row(params![app_id, t.name], |r| r.get(0))
+            .optional()?;
+        let template_id = match existing {
+            Some(id) => id,
+            None => {
+                let mut t = t.clone();
+                t.tenant_id = tenant_id;
+                t.app_id = app_id.to_string();
+                insert_template_row(conn, &t)?
+            }
+        };
+        products.push(Product {
+            name: t.name.clone(),
+            template_id,
+        });
+    }
+    Ok(products)
+}
+
+fn insert_merchant(conn: &Connection, m: &NewMerchant) -> StoreResult<Merchant> {
+    let t = &m.tenant;
+    let tenant_id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO tenants (name, api_key, secret_enc, created_ms, kind) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        )?
+        .query_row(
+            params![t.name, t.api_key, t.secret_enc, t.created_ms, tenant_kind::SGATE],
+            |r| r.get(0),
+        )?;
+    let a = &m.app;
+    conn.prepare_cached(
+        "INSERT INTO apps (app_id, tenant_id, name, code_expiry, total_limit, phone_limit, created_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        a.app_id,
+        tenant_id,
+        a.name,
+        a.code_expiry,
+        to_json(&a.total_limit),
+        to_json(&a.phone_limit),
+        a.created_ms
+    ])?;
+    let products = products_for(conn, tenant_id, &a.app_id, &m.templates)?;
+    conn.prepare_cached(
+        "INSERT INTO merchants (tenant_id, public_key, sandbox, app_id, products) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        tenant_id,
+        m.public_key,
+        m.sandbox as i64,
+        a.app_id,
+        to_json(&products)
+    ])?;
+    load_merchant(conn, &t.api_key)?
+        .ok_or_else(|| StoreError::Db("the new merchant could not be read back".into()))
+}
+
+fn update_merchant(
+    conn: &Connection,
+    api_key: &str,
+    u: &MerchantUpdate,
+) -> StoreResult<Option<Merchant>> {
+    let Some(m) = load_merchant(conn, api_key)? else {
+        return Ok(None);
+    };
+    let products = match &u.templates {
+        Some(templates) => products_for(conn, m.tenant.id, &m.app_id, templates)?,
+        None => m.products.clone(),
+    };
+    conn.prepare_cached(
+        "UPDATE merchants SET public_key = ?1, sandbox = ?2, products = ?3 WHERE tenant_id = ?4",
+    )?
+    .execute(params![
+        u.public_key.as_ref().unwrap_or(&m.public_key),
+        u.sandbox.unwrap_or(m.sandbox) as i64,
+        to_json(&products),
+        m.tenant.id
+    ])?;
+    load_merchant(conn, api_key)
+}
+
+fn remember_nonce(
+    conn: &Connection,
+    tenant_id: i64,
+    nonce: &str,
+    now_ms: i64,
+    expires_ms: i64,
+) -> StoreResult<bool> {
+    // A bounded sweep keeps the table to the live window without a job of its own.
+    conn.prepare_cached(
+        "DELETE FROM request_nonces WHERE (tenant_id, nonce) IN \
+         (SELECT tenant_id, nonce FROM request_nonces WHERE expires_ms <= ?1 LIMIT 32)",
+    )?
+    .execute([now_ms])?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO request_nonces (tenant_id, nonce, expires_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (tenant_id, nonce) DO UPDATE SET expires_ms = excluded.expires_ms \
+             WHERE request_nonces.expires_ms <= ?4",
+        )?
+        .execute(params![tenant_id, nonce, expires_ms, now_ms])?;
+    Ok(inserted == 1)
 }
 
 /// Apps keep their limits as JSON text; this reads the raw row, [`app_from`] parses it.
@@ -531,7 +711,9 @@ macro_rules! session_cols {
             $p,
             "verified_ms, ",
             $p,
-            "order_id"
+            "order_id, ",
+            $p,
+            "external_id"
         )
     };
 }
@@ -560,6 +742,7 @@ fn session_at(r: &Row, at: usize) -> rusqlite::Result<(Session, String)> {
             created_ms: r.get(at + 17)?,
             verified_ms: r.get(at + 18)?,
             order_id: r.get(at + 19)?,
+            external_id: r.get(at + 20)?,
         },
         r.get(at + 13)?,
     ))
@@ -873,8 +1056,8 @@ fn create_send(conn: &Connection, s: &NewSend) -> StoreResult<SendOutcome> {
             conn.prepare_cached(
                 "INSERT INTO sessions (id, tenant_id, app_id, template_id, flow_id, phone, region, channel, \
                  code_hash, code_enc, code_type, code_length, case_insensitive, status, submitted, expires_ms, \
-                 created_ms, order_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'pending', ?14, ?15, ?16, ?17)",
+                 created_ms, order_id, external_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'pending', ?14, ?15, ?16, ?17, ?18)",
             )?
             .execute(params![
                 session_id,
@@ -894,6 +1077,7 @@ fn create_send(conn: &Connection, s: &NewSend) -> StoreResult<SendOutcome> {
                 n.code.expires_ms,
                 s.now_ms,
                 s.order_id,
+                n.external_id,
             ])?;
         }
         SendTarget::Resend { fresh, .. } => {
@@ -1254,7 +1438,7 @@ impl Store for SqliteStore {
         let t = t.clone();
         self.write(move |c| {
             Ok(c.prepare_cached(
-                "INSERT INTO tenants (name, api_key, secret_enc, created_ms) VALUES (?1, ?2, ?3, ?4) RETURNING id, name, api_key, secret_enc, enabled, allow_ips, created_ms",
+                concat!("INSERT INTO tenants (name, api_key, secret_enc, created_ms) VALUES (?1, ?2, ?3, ?4) RETURNING ", tenant_cols!()),
             )?
             .query_row(params![t.name, t.api_key, t.secret_enc, t.created_ms], tenant_from)?)
         })
@@ -1285,31 +1469,187 @@ impl Store for SqliteStore {
     }
 
     async fn count_tenants(&self) -> StoreResult<i64> {
-        self.write(|c| Ok(c.query_row("SELECT COUNT(*) FROM tenants", [], |r| r.get(0))?))
+        self.write(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM tenants WHERE kind = 'buka'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn set_tenant_enabled(
+        &self,
+        kind: &str,
+        api_key: &str,
+        enabled: bool,
+    ) -> StoreResult<bool> {
+        let (kind, key) = (kind.to_string(), api_key.to_string());
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "UPDATE tenants SET enabled = ?1 WHERE api_key = ?2 AND kind = ?3",
+            )?
+            .execute(params![enabled as i64, key, kind])?
+                == 1)
+        })
+        .await
+    }
+
+    async fn set_tenant_allow_ips(
+        &self,
+        kind: &str,
+        api_key: &str,
+        allow: &[String],
+    ) -> StoreResult<bool> {
+        let (kind, key) = (kind.to_string(), api_key.to_string());
+        let list = allow.join(",");
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "UPDATE tenants SET allow_ips = ?1 WHERE api_key = ?2 AND kind = ?3",
+            )?
+            .execute(params![list, key, kind])?
+                == 1)
+        })
+        .await
+    }
+
+    async fn insert_merchant(&self, m: &NewMerchant) -> StoreResult<Merchant> {
+        let m = m.clone();
+        self.write(move |c| insert_merchant(c, &m)).await
+    }
+
+    /// On the writer's warm connection, like [`Store::tenant_by_key`].
+    async fn merchant_by_key(&self, api_key: &str) -> StoreResult<Option<Merchant>> {
+        let key = api_key.to_string();
+        self.write(move |c| load_merchant(c, &key)).await
+    }
+
+    async fn list_merchants(&self) -> StoreResult<Vec<Merchant>> {
+        self.read(|c| {
+            c.prepare_cached(&merchant_sql("ORDER BY t.id"))?
+                .query_map([], merchant_row)?
+                .map(|r| merchant_from(r?))
+                .collect()
+        })
+        .await
+    }
+
+    async fn update_merchant(
+        &self,
+        api_key: &str,
+        update: &MerchantUpdate,
+    ) -> StoreResult<Option<Merchant>> {
+        let key = api_key.to_string();
+        let u = update.clone();
+        self.write(move |c| update_merchant(c, &key, &u)).await
+    }
+
+    async fn remember_nonce(
+        &self,
+        tenant_id: i64,
+        nonce: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreResult<bool> {
+        let nonce = nonce.to_string();
+        self.write(move |c| remember_nonce(c, tenant_id, &nonce, now_ms, expires_ms))
             .await
     }
 
-    async fn set_tenant_enabled(&self, api_key: &str, enabled: bool) -> StoreResult<bool> {
-        let key = api_key.to_string();
+    async fn nonce_seen(&self, tenant_id: i64, nonce: &str, now_ms: i64) -> StoreResult<bool> {
+        let nonce = nonce.to_string();
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT 1 FROM request_nonces WHERE tenant_id = ?1 AND nonce = ?2 AND expires_ms > ?3",
+            )?
+            .query_row(params![tenant_id, nonce, now_ms], |_| Ok(()))
+            .optional()?
+            .is_some())
+        })
+        .await
+    }
+
+    async fn system_key(&self, name: &str) -> StoreResult<Option<(String, String)>> {
+        let name = name.to_string();
         self.write(move |c| {
             Ok(
-                c.prepare_cached("UPDATE tenants SET enabled = ?1 WHERE api_key = ?2")?
-                    .execute(params![enabled as i64, key])?
-                    == 1,
+                c.prepare_cached(
+                    "SELECT private_enc, public_pem FROM system_keys WHERE name = ?1",
+                )?
+                .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?,
             )
         })
         .await
     }
 
-    async fn set_tenant_allow_ips(&self, api_key: &str, allow: &[String]) -> StoreResult<bool> {
-        let key = api_key.to_string();
-        let list = allow.join(",");
+    async fn insert_system_key(
+        &self,
+        name: &str,
+        private_enc: &str,
+        public_pem: &str,
+        now_ms: i64,
+    ) -> StoreResult<(String, String)> {
+        let (name, private_enc, public_pem) = (
+            name.to_string(),
+            private_enc.to_string(),
+            public_pem.to_string(),
+        );
         self.write(move |c| {
-            Ok(
-                c.prepare_cached("UPDATE tenants SET allow_ips = ?1 WHERE api_key = ?2")?
-                    .execute(params![list, key])?
-                    == 1,
-            )
+            c.prepare_cached(
+                "INSERT INTO system_keys (name, private_enc, public_pem, created_ms) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (name) DO NOTHING",
+            )?
+            .execute(params![name, private_enc, public_pem, now_ms])?;
+            Ok(c.prepare_cached("SELECT private_enc, public_pem FROM system_keys WHERE name = ?1")?
+                .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))?)
+        })
+        .await
+    }
+
+    async fn session_by_external(&self, external_id: &str) -> StoreResult<Option<Session>> {
+        let id = external_id.to_string();
+        self.lookup(move |c| {
+            c.prepare_cached(concat!(
+                "SELECT ",
+                session_cols!(""),
+                " FROM sessions WHERE external_id = ?1"
+            ))?
+            .query_row([id], session_row)
+            .optional()?
+            .map(session_from)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn record_sandbox_send(
+        &self,
+        tenant_id: i64,
+        mobile: &str,
+        at_ms: i64,
+    ) -> StoreResult<()> {
+        let mobile = mobile.to_string();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO sandbox_sends (tenant_id, mobile, at_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (tenant_id, mobile) DO UPDATE SET at_ms = excluded.at_ms",
+            )?
+            .execute(params![tenant_id, mobile, at_ms])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sandbox_send(&self, tenant_id: i64, mobile: &str) -> StoreResult<Option<i64>> {
+        let mobile = mobile.to_string();
+        self.lookup(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT at_ms FROM sandbox_sends WHERE tenant_id = ?1 AND mobile = ?2",
+            )?
+            .query_row(params![tenant_id, mobile], |r| r.get(0))
+            .optional()?)
         })
         .await
     }
@@ -1406,31 +1746,7 @@ impl Store for SqliteStore {
 
     async fn insert_template(&self, t: &Template) -> StoreResult<i64> {
         let t = t.clone();
-        self.write(move |c| {
-            Ok(c.prepare_cached(
-                "INSERT INTO templates (tenant_id, app_id, name, text, code_type, code_length, speech_rate, \
-                 language, max_duration, repeat_cnt, sender_id, created_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING template_id",
-            )?
-            .query_row(
-                params![
-                    t.tenant_id,
-                    t.app_id,
-                    t.name,
-                    t.text,
-                    t.code_type,
-                    t.code_length,
-                    t.speech_rate,
-                    t.language,
-                    t.max_duration,
-                    t.repeat_cnt,
-                    t.sender_id,
-                    t.created_ms
-                ],
-                |r| r.get(0),
-            )?)
-        })
-        .await
+        self.write(move |c| insert_template_row(c, &t)).await
     }
 
     async fn update_template(&self, t: &Template) -> StoreResult<()> {

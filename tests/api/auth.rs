@@ -224,12 +224,12 @@ async fn timestamp_window_follows_the_server_clock() {
 async fn disabled_tenant_is_refused_until_re_enabled() {
     let app = TestApp::spawn().await;
     app.service
-        .set_tenant_enabled(&app.key, false)
+        .set_tenant_enabled(otpgate::store::tenant_kind::BUKA, &app.key, false)
         .await
         .expect("disable");
     assert_error(&app.get(LIST).await, "-1", "authentication");
     app.service
-        .set_tenant_enabled(&app.key, true)
+        .set_tenant_enabled(otpgate::store::tenant_kind::BUKA, &app.key, true)
         .await
         .expect("enable");
     assert_ok(&app.get(LIST).await);
@@ -239,7 +239,7 @@ async fn disabled_tenant_is_refused_until_re_enabled() {
 async fn allow(app: &TestApp, entries: &[&str]) {
     let list: Vec<String> = entries.iter().map(|s| s.to_string()).collect();
     app.service
-        .set_tenant_allow_ips(&app.key, &list)
+        .set_tenant_allow_ips(otpgate::store::tenant_kind::BUKA, &app.key, &list)
         .await
         .expect("allow-list accepted");
 }
@@ -282,7 +282,11 @@ async fn bad_allow_list_entry_is_refused_by_the_service() {
     for bad in ["nope", "10.0.0.0/33", "300.1.1.1"] {
         let err = app
             .service
-            .set_tenant_allow_ips(&app.key, &[bad.to_string()])
+            .set_tenant_allow_ips(
+                otpgate::store::tenant_kind::BUKA,
+                &app.key,
+                &[bad.to_string()],
+            )
             .await
             .expect_err("a bad entry is refused");
         assert!(
@@ -292,7 +296,11 @@ async fn bad_allow_list_entry_is_refused_by_the_service() {
     }
     let err = app
         .service
-        .set_tenant_allow_ips("NoSuchKey1234567", &["127.0.0.1".to_string()])
+        .set_tenant_allow_ips(
+            otpgate::store::tenant_kind::BUKA,
+            "NoSuchKey1234567",
+            &["127.0.0.1".to_string()],
+        )
         .await
         .expect_err("unknown tenant");
     assert!(matches!(err, ServiceError::NotFound(_)), "{err:?}");

@@ -11,7 +11,7 @@ use super::envelope::BukaError;
 use crate::crypto::buka_sign_matches;
 use crate::http::AppState;
 use crate::service::ip_allowed;
-use crate::store::Tenant;
+use crate::store::{Tenant, tenant_kind};
 
 /// The authenticated tenant of a Buka request.
 pub struct Caller(pub Tenant);
@@ -40,7 +40,8 @@ impl FromRequestParts<AppState> for Caller {
             .tenant_by_key(key)
             .await
             .map_err(BukaError::from)?
-            .filter(|t| t.enabled)
+            // An SGate merchant's key has no secret and signs nothing here.
+            .filter(|t| t.enabled && t.kind == tenant_kind::BUKA)
             .ok_or_else(|| BukaError::new("-1", "authentication failed"))?;
         let ip = parts
             .extensions

@@ -60,6 +60,8 @@ impl From<ServiceError> for BukaError {
             },
             ServiceError::TotalLimit => BukaError::new("-27", "period total send limit reached"),
             ServiceError::PhoneLimit => BukaError::new("-28", "period phone send limit reached"),
+            // Only SGate calls raise these; a Buka path reaching one is a bug.
+            ServiceError::Otp(f) => BukaError::internal(&format!("SGate rule on a Buka call: {f}")),
             ServiceError::Internal(e) => BukaError::internal(&format!("{e:#}")),
         }
     }
