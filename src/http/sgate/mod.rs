@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -59,10 +60,28 @@ struct Call {
     url: String,
     method: Method,
     body: String,
+    /// The body could not be read (too large, or the connection failed).
+    body_error: Option<SgateError>,
 }
 
 impl Call {
-    fn new(headers: HeaderMap, ext: &Extensions, method: Method, uri: &Uri, body: &[u8]) -> Self {
+    fn new(
+        headers: HeaderMap,
+        ext: &Extensions,
+        method: Method,
+        uri: &Uri,
+        raw: Result<Bytes, BytesRejection>,
+    ) -> Self {
+        let (body, body_error) = match raw {
+            Ok(b) => (String::from_utf8_lossy(&b).into_owned(), None),
+            Err(e) => (
+                String::new(),
+                Some(SgateError::invalid(
+                    "body",
+                    format!("could not be read: {}", e.body_text()),
+                )),
+            ),
+        };
         Self {
             headers,
             ip: ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
@@ -71,7 +90,8 @@ impl Call {
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_else(|| uri.path().to_string()),
             method,
-            body: String::from_utf8_lossy(body).into_owned(),
+            body,
+            body_error,
         }
     }
 
@@ -97,7 +117,12 @@ where
     let api_key = auth::api_key(&call.headers).to_string();
     let url = call.url.clone();
     let method = call.method.clone();
-    let (authenticated, result) = match auth::authenticate(&st, &call.signed()).await {
+    let auth = match call.body_error.clone() {
+        // Without the body the signature cannot be checked.
+        Some(e) => Err(e),
+        None => auth::authenticate(&st, &call.signed()).await,
+    };
+    let (authenticated, result) = match auth {
         Ok(merchant) => (true, op(st.clone(), merchant, call).await),
         Err(e) => (false, Err(e)),
     };
@@ -165,9 +190,9 @@ async fn send_otp(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    raw: Bytes,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let call = Call::new(headers, &ext, method, &uri, &raw);
+    let call = Call::new(headers, &ext, method, &uri, raw);
     answer(st, call, |st, merchant, call| async move {
         let mut f = Fields::json(&call.body)?;
         let b = OtpBody {
@@ -205,7 +230,7 @@ async fn otp_detail(
     headers: HeaderMap,
 ) -> Response {
     // GET signs an empty body whatever was sent.
-    let call = Call::new(headers, &ext, method, &uri, b"");
+    let call = Call::new(headers, &ext, method, &uri, Ok(Bytes::new()));
     let query = uri.query().unwrap_or("").to_string();
     answer(st, call, |st, merchant, _| async move {
         let mut f = Fields::query(&query)?;
@@ -232,9 +257,9 @@ async fn check_otp(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    raw: Bytes,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let call = Call::new(headers, &ext, method, &uri, &raw);
+    let call = Call::new(headers, &ext, method, &uri, raw);
     answer(st, call, |st, merchant, call| async move {
         let mut f = Fields::json(&call.body)?;
         let mobile = f.mobile()?;
