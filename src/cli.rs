@@ -85,11 +85,18 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Key(KeyCommand),
+}
+
+/// What `tenant` and `merchant` share: switching a key off and on, and its IP allow-list.
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
     /// Refuse every request signed with this key.
     Disable { api_key: String },
     /// Accept requests signed with this key again.
     Enable { api_key: String },
-    /// Restrict a tenant to addresses or CIDR blocks (replaces the list).
+    /// Restrict the key's owner to addresses or CIDR blocks (replaces the list).
     AllowIp {
         api_key: String,
         #[arg(required_unless_present = "clear")]
@@ -137,19 +144,8 @@ pub enum MerchantCommand {
         #[arg(long = "app-name", value_name = "NAME", num_args = 1.., action = clap::ArgAction::Append)]
         app_names: Option<Vec<String>>,
     },
-    /// Refuse every request signed with this key.
-    Disable { api_key: String },
-    /// Accept requests signed with this key again.
-    Enable { api_key: String },
-    /// Restrict a merchant to addresses or CIDR blocks (replaces the list).
-    AllowIp {
-        api_key: String,
-        #[arg(required_unless_present = "clear")]
-        cidrs: Vec<String>,
-        /// Remove the restriction.
-        #[arg(long, conflicts_with = "cidrs")]
-        clear: bool,
-    },
+    #[command(flatten)]
+    Key(KeyCommand),
     /// Print the system public key (PEM) merchants verify responses with; generates the key
     /// pair on first use.
     SystemKey,
@@ -424,34 +420,7 @@ async fn tenant(cmd: TenantCommand, cfg: &Config, v: &Validated) -> anyhow::Resu
                 }
             }
         }
-        TenantCommand::Disable { api_key } => {
-            svc.set_tenant_enabled(tenant_kind::BUKA, &api_key, false)
-                .await?;
-            println!("tenant {api_key} disabled");
-        }
-        TenantCommand::Enable { api_key } => {
-            svc.set_tenant_enabled(tenant_kind::BUKA, &api_key, true)
-                .await?;
-            println!("tenant {api_key} enabled");
-        }
-        TenantCommand::AllowIp {
-            api_key,
-            cidrs,
-            clear,
-        } => {
-            let list = svc
-                .set_tenant_allow_ips(
-                    tenant_kind::BUKA,
-                    &api_key,
-                    if clear { &[] } else { &cidrs },
-                )
-                .await?;
-            if list.is_empty() {
-                println!("tenant {api_key}: any address may call");
-            } else {
-                println!("tenant {api_key}: only {} may call", list.join(", "));
-            }
-        }
+        TenantCommand::Key(cmd) => key_command(&svc, tenant_kind::BUKA, cmd).await?,
     }
     Ok(())
 }
@@ -570,36 +539,43 @@ async fn merchant(cmd: MerchantCommand, cfg: &Config, v: &Validated) -> anyhow::
                 .await?;
             println!("merchant {api_key} updated: {}", merchant_json(&m));
         }
-        MerchantCommand::Disable { api_key } => {
-            svc.set_tenant_enabled(tenant_kind::SGATE, &api_key, false)
-                .await?;
-            println!("merchant {api_key} disabled");
+        MerchantCommand::Key(cmd) => key_command(&svc, tenant_kind::SGATE, cmd).await?,
+        MerchantCommand::SystemKey => {
+            print!("{}", svc.system_public_key().await?);
         }
-        MerchantCommand::Enable { api_key } => {
-            svc.set_tenant_enabled(tenant_kind::SGATE, &api_key, true)
-                .await?;
-            println!("merchant {api_key} enabled");
+    }
+    Ok(())
+}
+
+/// `tenant` / `merchant` `disable`, `enable`, `allow-ip` on a key of `kind`.
+async fn key_command(svc: &Service, kind: &str, cmd: KeyCommand) -> anyhow::Result<()> {
+    let noun = if kind == tenant_kind::SGATE {
+        "merchant"
+    } else {
+        "tenant"
+    };
+    match cmd {
+        KeyCommand::Disable { api_key } => {
+            svc.set_tenant_enabled(kind, &api_key, false).await?;
+            println!("{noun} {api_key} disabled");
         }
-        MerchantCommand::AllowIp {
+        KeyCommand::Enable { api_key } => {
+            svc.set_tenant_enabled(kind, &api_key, true).await?;
+            println!("{noun} {api_key} enabled");
+        }
+        KeyCommand::AllowIp {
             api_key,
             cidrs,
             clear,
         } => {
             let list = svc
-                .set_tenant_allow_ips(
-                    tenant_kind::SGATE,
-                    &api_key,
-                    if clear { &[] } else { &cidrs },
-                )
+                .set_tenant_allow_ips(kind, &api_key, if clear { &[] } else { &cidrs })
                 .await?;
             if list.is_empty() {
-                println!("merchant {api_key}: any address may call");
+                println!("{noun} {api_key}: any address may call");
             } else {
-                println!("merchant {api_key}: only {} may call", list.join(", "));
+                println!("{noun} {api_key}: only {} may call", list.join(", "));
             }
-        }
-        MerchantCommand::SystemKey => {
-            print!("{}", svc.system_public_key().await?);
         }
     }
     Ok(())

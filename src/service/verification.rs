@@ -231,58 +231,49 @@ impl Service {
     /// its verification id, the attempt and its deliver job in one store call, and starts the
     /// delivery. Every dialect's send ends here.
     pub(super) async fn start_session(&self, s: NewSessionSend) -> ServiceResult<SendResult> {
-        let NewSessionSend {
-            tenant_id,
-            app,
-            template,
-            flow,
-            phone,
-            channel,
-            order_id,
-            code,
-            code_type,
-            code_length,
-            case_insensitive,
-            kind,
-            external_id,
-        } = s;
         // The first node runs after the first attempt, if the flow has any.
-        let next_step = flow
+        let next_step = s
+            .flow
             .as_ref()
             .filter(|f| !f.nodes.is_empty())
             .map(|f| (f.flow_id, 0));
-        let (target, attempt) =
-            self.plan(channel, phone, template, &code, next_step.map(|(_, s)| s))?;
+        let (target, attempt) = self.plan(
+            s.channel,
+            s.phone,
+            s.template,
+            &s.code,
+            next_step.map(|(_, step)| step),
+        )?;
         let to = target.phone.digits().to_string();
         let verification_id = self
             .commit_send(
                 |verification_id, now_ms| NewSend {
-                    tenant_id,
-                    app_id: app.app_id.clone(),
+                    tenant_id: s.tenant_id,
+                    app_id: s.app.app_id.clone(),
                     phone: to.clone(),
                     verification_id: verification_id.to_string(),
-                    kind,
-                    order_id: order_id.clone(),
-                    total_limit: app.total_limit.active(),
-                    phone_limit: app.phone_limit.active(),
+                    kind: s.kind,
+                    order_id: s.order_id.clone(),
+                    total_limit: s.app.total_limit.active(),
+                    phone_limit: s.app.phone_limit.active(),
                     target: SendTarget::New(NewSession {
-                        app_id: app.app_id.clone(),
+                        app_id: s.app.app_id.clone(),
                         template_id: target.template.as_ref().map(|t| t.template_id),
-                        flow_id: flow.as_ref().map(|f| f.flow_id),
+                        flow_id: s.flow.as_ref().map(|f| f.flow_id),
                         phone: to.clone(),
                         region: target.phone.region().map(str::to_string),
                         // A new session's id is its first verification id.
                         code: self.stored_code(
                             verification_id,
-                            &code,
-                            case_insensitive,
-                            app.code_expires_ms(now_ms),
+                            &s.code,
+                            s.case_insensitive,
+                            s.app.code_expires_ms(now_ms),
                         ),
-                        code_type,
-                        code_length,
-                        case_insensitive,
+                        code_type: s.code_type,
+                        code_length: s.code_length,
+                        case_insensitive: s.case_insensitive,
                         // 128 random bits: a clash is not a practical concern.
-                        external_id: external_id.clone(),
+                        external_id: s.external_id.clone(),
                     }),
                     attempt: attempt.clone(),
                     now_ms,
@@ -295,7 +286,7 @@ impl Service {
         Ok(SendResult {
             verification_id,
             to,
-            channel,
+            channel: s.channel,
         })
     }
 
