@@ -1,0 +1,692 @@
+//! The store contract: what every `Store` backend must do, tested through the trait alone.
+//!
+//! Each check is an `async fn(&dyn Store)`; `contract!` runs all of them against a backend.
+//! SQLite runs here; a new backend adds one `contract!` line (with its own way of getting a
+//! fresh, empty database) and must pass the same checks.
+
+use std::sync::Arc;
+
+use otpgate::domain::limits::{LimitSetting, PeriodLimit};
+use otpgate::domain::session::VerifyOutcome;
+use otpgate::store::sqlite::SqliteStore;
+use otpgate::store::*;
+
+/// A fresh, migrated store and whatever keeps its database alive.
+type Opened = (SharedStore, Box<dyn std::any::Any + Send>);
+
+async fn open_sqlite() -> Opened {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+    let store = SqliteStore::connect(&url).await.expect("open sqlite");
+    store.migrate().await.expect("migrate");
+    (Arc::new(store), Box::new(dir))
+}
+
+macro_rules! contract {
+    ($backend:ident, $open:expr, [$($check:ident),* $(,)?]) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let (store, _keep) = $open.await;
+                    super::$check(&*store).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    sqlite,
+    super::open_sqlite(),
+    [
+        tenants_by_kind,
+        merchants_and_their_products,
+        nonces_are_single_use_within_their_window,
+        the_first_system_key_wins,
+        sandbox_sends_keep_the_latest,
+        order_ids_are_unique_per_tenant,
+        the_phone_limit_counts_atomically,
+        sessions_are_found_by_external_id,
+        resend_reuses_a_valid_code_and_refreshes_an_expired_one,
+        verify_consumes_once_and_locks_after_five_wrong_codes,
+        jobs_are_claimed_leased_and_finished_under_their_claim,
+        jobs_are_unique_by_key,
+    ]
+);
+
+const T0: i64 = 1_800_000_000_000;
+
+fn new_tenant(key: &str) -> NewTenant {
+    NewTenant {
+        name: format!("tenant {key}"),
+        api_key: key.to_string(),
+        secret_enc: "sealed".into(),
+        created_ms: T0,
+    }
+}
+
+fn app(app_id: &str, tenant_id: i64, phone_limit: Option<(i64, i64, i64)>) -> App {
+    App {
+        app_id: app_id.to_string(),
+        tenant_id,
+        name: format!("app {app_id}"),
+        code_expiry: 5,
+        total_limit: LimitSetting::default(),
+        phone_limit: match phone_limit {
+            Some((unit, period, limit)) => LimitSetting {
+                enabled: true,
+                unit: Some(unit),
+                period: Some(period),
+                limit: Some(limit),
+            },
+            None => LimitSetting::default(),
+        },
+        created_ms: T0,
+    }
+}
+
+fn template(name: &str) -> Template {
+    Template {
+        template_id: 0,
+        tenant_id: 0,
+        app_id: String::new(),
+        name: name.to_string(),
+        text: format!("##code## for {name}"),
+        code_type: 1,
+        code_length: 6,
+        speech_rate: 50,
+        language: "EN".into(),
+        max_duration: 59,
+        repeat_cnt: 1,
+        sender_id: None,
+        created_ms: T0,
+    }
+}
+
+/// A tenant with one app (limit `phone_limit` = (unit, period, limit) per number).
+async fn tenant_with_app(
+    s: &dyn Store,
+    key: &str,
+    phone_limit: Option<(i64, i64, i64)>,
+) -> (i64, App) {
+    let t = s.insert_tenant(&new_tenant(key)).await.expect("tenant");
+    let a = app(&format!("A{key}"), t.id, phone_limit);
+    s.insert_app(&a).await.expect("app");
+    (t.id, a)
+}
+
+/// The stand-in for the keyed hash: the store only compares what it is given.
+fn hash(session_id: &str, code: &str) -> String {
+    format!("{session_id}|{code}")
+}
+
+fn send(
+    tenant_id: i64,
+    app: &App,
+    phone: &str,
+    verification_id: &str,
+    order_id: Option<&str>,
+    now_ms: i64,
+) -> NewSend {
+    NewSend {
+        tenant_id,
+        app_id: app.app_id.clone(),
+        phone: phone.to_string(),
+        verification_id: verification_id.to_string(),
+        kind: "send",
+        order_id: order_id.map(str::to_string),
+        total_limit: app.total_limit.active(),
+        phone_limit: app.phone_limit.active(),
+        target: SendTarget::New(NewSession {
+            app_id: app.app_id.clone(),
+            template_id: None,
+            flow_id: None,
+            phone: phone.to_string(),
+            region: Some("SA".into()),
+            code: StoredCode {
+                hash: hash(verification_id, "123456"),
+                sealed: format!("sealed-{verification_id}"),
+                expires_ms: now_ms + 300_000,
+            },
+            code_type: 1,
+            code_length: 6,
+            case_insensitive: false,
+            external_id: None,
+        }),
+        attempt: NewAttempt {
+            channel: "sms".into(),
+            route: "r1".into(),
+            provider: "memory".into(),
+            sender: None,
+            mcc: Some(420),
+            flow_step: None,
+            sending: Some(SendingInfo::default()),
+        },
+        now_ms,
+        claim: Some(NewClaim {
+            owner: "node-a".into(),
+            lease_until_ms: now_ms + 60_000,
+        }),
+    }
+}
+
+fn created(outcome: SendOutcome) -> (String, i64) {
+    match outcome {
+        SendOutcome::Created {
+            session_id,
+            attempt_id,
+            ..
+        } => (session_id, attempt_id),
+        other => panic!("expected a new session, got {other:?}"),
+    }
+}
+
+async fn tenants_by_kind(s: &dyn Store) {
+    let t = s.insert_tenant(&new_tenant("buka-key")).await.unwrap();
+    assert_eq!(t.kind, tenant_kind::BUKA);
+    assert!(t.enabled && t.allow_ips.is_empty());
+    let found = s.tenant_by_key("buka-key").await.unwrap().unwrap();
+    assert_eq!(found.id, t.id);
+    assert!(s.tenant_by_key("nope").await.unwrap().is_none());
+    // A kind's commands do not reach the other kind's keys.
+    assert!(
+        !s.set_tenant_enabled(tenant_kind::SGATE, "buka-key", false)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.set_tenant_enabled(tenant_kind::BUKA, "buka-key", false)
+            .await
+            .unwrap()
+    );
+    assert!(!s.tenant_by_key("buka-key").await.unwrap().unwrap().enabled);
+    let allow = vec!["10.0.0.0/8".to_string(), "192.168.1.5".to_string()];
+    assert!(
+        s.set_tenant_allow_ips(tenant_kind::BUKA, "buka-key", &allow)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.tenant_by_key("buka-key")
+            .await
+            .unwrap()
+            .unwrap()
+            .allow_ips,
+        allow
+    );
+    // Merchants are tenants of their own kind and are not counted as Buka tenants.
+    let m = s
+        .insert_merchant(&NewMerchant {
+            tenant: new_tenant("sgate-key"),
+            public_key: "PEM".into(),
+            sandbox: true,
+            app: app("Msgate01", 0, Some((3, 1, 1))),
+            templates: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(m.tenant.kind, tenant_kind::SGATE);
+    assert_eq!(s.count_tenants().await.unwrap(), 1);
+    assert_eq!(s.list_tenants().await.unwrap().len(), 2);
+    let dup = s.insert_tenant(&new_tenant("buka-key")).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+}
+
+async fn merchants_and_their_products(s: &dyn Store) {
+    let m = s
+        .insert_merchant(&NewMerchant {
+            tenant: new_tenant("m1"),
+            public_key: "PEM-1".into(),
+            sandbox: true,
+            app: app("Mapp0001", 0, Some((3, 1, 1))),
+            templates: vec![template("Shop"), template("Wallet")],
+        })
+        .await
+        .unwrap();
+    assert_eq!(m.app_id, "Mapp0001");
+    let names: Vec<_> = m.products.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["Shop", "Wallet"]);
+    // The app and the templates belong to the merchant's tenant.
+    let (a, t) = s
+        .app_with_template("Mapp0001", Some(m.products[1].template_id))
+        .await
+        .unwrap();
+    assert_eq!(a.unwrap().tenant_id, m.tenant.id);
+    let t = t.unwrap();
+    assert_eq!((t.tenant_id, t.name.as_str()), (m.tenant.id, "Wallet"));
+    let shop_id = m.products[0].template_id;
+
+    let by_key = s.merchant_by_key("m1").await.unwrap().unwrap();
+    assert_eq!(by_key.products, m.products);
+    assert!(by_key.sandbox);
+    assert!(s.merchant_by_key("nope").await.unwrap().is_none());
+    // A Buka tenant's key is not a merchant.
+    s.insert_tenant(&new_tenant("plain")).await.unwrap();
+    assert!(s.merchant_by_key("plain").await.unwrap().is_none());
+
+    // Replacing the names keeps the template of a name that stays.
+    let u = s
+        .update_merchant(
+            "m1",
+            &MerchantUpdate {
+                public_key: Some("PEM-2".into()),
+                sandbox: Some(false),
+                templates: Some(vec![template("Pay"), template("Shop")]),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(u.public_key, "PEM-2");
+    assert!(!u.sandbox);
+    let names: Vec<_> = u.products.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["Pay", "Shop"]);
+    assert_eq!(u.products[1].template_id, shop_id);
+    // An update that changes nothing keeps everything.
+    let same = s
+        .update_merchant("m1", &MerchantUpdate::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(same.products, u.products);
+    assert_eq!(same.public_key, "PEM-2");
+    assert!(
+        s.update_merchant("nope", &MerchantUpdate::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.list_merchants().await.unwrap().len(), 1);
+}
+
+async fn nonces_are_single_use_within_their_window(s: &dyn Store) {
+    assert!(s.remember_nonce(1, "n1", T0, T0 + 600_000).await.unwrap());
+    assert!(
+        !s.remember_nonce(1, "n1", T0 + 1, T0 + 600_000)
+            .await
+            .unwrap()
+    );
+    assert!(s.nonce_seen(1, "n1", T0 + 2).await.unwrap());
+    // Per tenant.
+    assert!(!s.nonce_seen(2, "n1", T0).await.unwrap());
+    assert!(s.remember_nonce(2, "n1", T0, T0 + 600_000).await.unwrap());
+    // Once expired, it is forgotten.
+    assert!(!s.nonce_seen(1, "n1", T0 + 600_000).await.unwrap());
+    assert!(
+        s.remember_nonce(1, "n1", T0 + 600_001, T0 + 1_200_000)
+            .await
+            .unwrap()
+    );
+    assert!(!s.nonce_seen(1, "never", T0).await.unwrap());
+}
+
+async fn the_first_system_key_wins(s: &dyn Store) {
+    assert!(s.system_key("sgate").await.unwrap().is_none());
+    let first = s
+        .insert_system_key("sgate", "sealed-1", "PUB-1", T0)
+        .await
+        .unwrap();
+    assert_eq!(first, ("sealed-1".to_string(), "PUB-1".to_string()));
+    let second = s
+        .insert_system_key("sgate", "sealed-2", "PUB-2", T0)
+        .await
+        .unwrap();
+    assert_eq!(second, first);
+    assert_eq!(s.system_key("sgate").await.unwrap(), Some(first));
+}
+
+async fn sandbox_sends_keep_the_latest(s: &dyn Store) {
+    assert_eq!(s.sandbox_send(1, "512345678").await.unwrap(), None);
+    s.record_sandbox_send(1, "512345678", T0).await.unwrap();
+    s.record_sandbox_send(1, "512345678", T0 + 5).await.unwrap();
+    assert_eq!(s.sandbox_send(1, "512345678").await.unwrap(), Some(T0 + 5));
+    assert_eq!(s.sandbox_send(2, "512345678").await.unwrap(), None);
+}
+
+async fn order_ids_are_unique_per_tenant(s: &dyn Store) {
+    let (t1, a1) = tenant_with_app(s, "o1", None).await;
+    let (t2, a2) = tenant_with_app(s, "o2", None).await;
+    created(
+        s.create_send(&send(t1, &a1, "966512345678", "v1", Some("order-1"), T0))
+            .await
+            .unwrap(),
+    );
+    let again = s
+        .create_send(&send(t1, &a1, "966512345679", "v2", Some("order-1"), T0))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        SendOutcome::DuplicateOrder {
+            verification_id: "v1".into()
+        }
+    );
+    assert!(s.verification_session("v2").await.unwrap().is_none());
+    // Another tenant may use the same orderId.
+    created(
+        s.create_send(&send(t2, &a2, "966512345678", "v3", Some("order-1"), T0))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        s.session_by_order(t1, "order-1").await.unwrap().unwrap().id,
+        "v1"
+    );
+}
+
+async fn the_phone_limit_counts_atomically(s: &dyn Store) {
+    // One send per minute per number, 40 at once.
+    let (t, a) = tenant_with_app(s, "lim", Some((3, 1, 1))).await;
+    assert_eq!(
+        a.phone_limit.active(),
+        Some(PeriodLimit {
+            unit: 3,
+            period: 1,
+            limit: 1
+        })
+    );
+    let results = futures::future::join_all((0..40).map(|i| {
+        let ns = send(t, &a, "966500000009", &format!("c{i:02}"), None, T0);
+        async move { s.create_send(&ns).await.unwrap() }
+    }))
+    .await;
+    let ok = results
+        .iter()
+        .filter(|r| matches!(r, SendOutcome::Created { .. }))
+        .count();
+    assert_eq!(ok, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, SendOutcome::Created { .. } | SendOutcome::PhoneLimit))
+    );
+    // Another number is not limited; the window slides.
+    created(
+        s.create_send(&send(t, &a, "966500000008", "d1", None, T0))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        s.create_send(&send(t, &a, "966500000009", "d2", None, T0 + 59_000))
+            .await
+            .unwrap(),
+        SendOutcome::PhoneLimit
+    );
+    created(
+        s.create_send(&send(t, &a, "966500000009", "d3", None, T0 + 60_001))
+            .await
+            .unwrap(),
+    );
+}
+
+async fn sessions_are_found_by_external_id(s: &dyn Store) {
+    let (t, a) = tenant_with_app(s, "ext", None).await;
+    let mut ns = send(t, &a, "966512345678", "x1", None, T0);
+    if let SendTarget::New(n) = &mut ns.target {
+        n.external_id = Some("0123456789abcdef0123456789abcdef".into());
+    }
+    let (session_id, attempt_id) = created(s.create_send(&ns).await.unwrap());
+    let found = s
+        .session_by_external("0123456789abcdef0123456789abcdef")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, session_id);
+    assert_eq!(found.tenant_id, t);
+    assert_eq!(
+        found.external_id.as_deref(),
+        Some("0123456789abcdef0123456789abcdef")
+    );
+    assert!(
+        s.session_by_external("ffffffffffffffffffffffffffffffff")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The attempt was written handed over (`sending`), with its claimed deliver job.
+    let attempts = s.attempts_for_session(&session_id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].id, attempt_id);
+    assert_eq!(attempts[0].gateway_state, gateway::SENDING);
+    // An external id is unique.
+    let mut dup = send(t, &a, "966512345679", "x2", None, T0);
+    if let SendTarget::New(n) = &mut dup.target {
+        n.external_id = Some("0123456789abcdef0123456789abcdef".into());
+    }
+    assert!(matches!(
+        s.create_send(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+async fn resend_reuses_a_valid_code_and_refreshes_an_expired_one(s: &dyn Store) {
+    let (t, a) = tenant_with_app(s, "rs", None).await;
+    let (session_id, _) = created(
+        s.create_send(&send(t, &a, "966512345678", "r1", None, T0))
+            .await
+            .unwrap(),
+    );
+    let resend = |verification_id: &str, now_ms: i64| {
+        let mut ns = send(t, &a, "966512345678", verification_id, None, now_ms);
+        ns.kind = "resend";
+        ns.target = SendTarget::Resend {
+            session_id: session_id.clone(),
+            fresh: StoredCode {
+                hash: hash(&session_id, "999999"),
+                sealed: format!("fresh-{verification_id}"),
+                expires_ms: now_ms + 300_000,
+            },
+        };
+        ns
+    };
+    match s.create_send(&resend("r2", T0 + 1_000)).await.unwrap() {
+        SendOutcome::Created { code_sealed, .. } => assert_eq!(code_sealed, "sealed-r1"),
+        other => panic!("{other:?}"),
+    }
+    match s.create_send(&resend("r3", T0 + 301_000)).await.unwrap() {
+        SendOutcome::Created { code_sealed, .. } => assert_eq!(code_sealed, "fresh-r3"),
+        other => panic!("{other:?}"),
+    }
+    let mut missing = resend("r4", T0);
+    missing.target = SendTarget::Resend {
+        session_id: "no-such-session".into(),
+        fresh: StoredCode {
+            hash: String::new(),
+            sealed: String::new(),
+            expires_ms: 0,
+        },
+    };
+    assert_eq!(
+        s.create_send(&missing).await.unwrap(),
+        SendOutcome::SessionMissing
+    );
+    // Every verification id of a resend belongs to the first one's session.
+    let (v, session) = s.verification_session("r3").await.unwrap().unwrap();
+    assert_eq!((v.kind.as_str(), session.id), ("resend", session_id));
+}
+
+async fn verify_with(
+    s: &dyn Store,
+    id: &str,
+    tenant: i64,
+    code: &str,
+    now_ms: i64,
+) -> VerifyLookup {
+    let code = code.to_string();
+    s.verify(
+        id,
+        tenant,
+        Box::new(move |session: &Session| hash(&session.id, &code)),
+        now_ms,
+    )
+    .await
+    .unwrap()
+}
+
+fn outcome(l: VerifyLookup) -> VerifyOutcome {
+    match l {
+        VerifyLookup::Checked { outcome, .. } => outcome,
+        other => panic!("expected a checked verify, got {other:?}"),
+    }
+}
+
+async fn verify_consumes_once_and_locks_after_five_wrong_codes(s: &dyn Store) {
+    let (t, a) = tenant_with_app(s, "vf", None).await;
+    let (t_other, _) = tenant_with_app(s, "vf-other", None).await;
+    created(
+        s.create_send(&send(t, &a, "966512345678", "v-ok", None, T0))
+            .await
+            .unwrap(),
+    );
+    assert!(matches!(
+        verify_with(s, "v-ok", t_other, "123456", T0).await,
+        VerifyLookup::Foreign
+    ));
+    assert!(matches!(
+        verify_with(s, "v-none", t, "123456", T0).await,
+        VerifyLookup::Unknown
+    ));
+    // Twenty correct verifies at once: exactly one consumes the session.
+    let results = futures::future::join_all(
+        (0..20).map(|_| async { outcome(verify_with(s, "v-ok", t, "123456", T0 + 1).await) }),
+    )
+    .await;
+    assert_eq!(
+        results
+            .iter()
+            .filter(|o| **o == VerifyOutcome::Matched)
+            .count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|o| matches!(o, VerifyOutcome::Matched | VerifyOutcome::AlreadyVerified))
+    );
+
+    created(
+        s.create_send(&send(t, &a, "966512345679", "v-lock", None, T0))
+            .await
+            .unwrap(),
+    );
+    for i in 1..=5 {
+        let o = outcome(verify_with(s, "v-lock", t, "000000", T0 + i).await);
+        assert_eq!(o, VerifyOutcome::Wrong { locked_now: i == 5 }, "try {i}");
+    }
+    assert_eq!(
+        outcome(verify_with(s, "v-lock", t, "123456", T0 + 10).await),
+        VerifyOutcome::Locked
+    );
+
+    created(
+        s.create_send(&send(t, &a, "966512345670", "v-exp", None, T0))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        outcome(verify_with(s, "v-exp", t, "123456", T0 + 300_001).await),
+        VerifyOutcome::Expired
+    );
+}
+
+async fn jobs_are_claimed_leased_and_finished_under_their_claim(s: &dyn Store) {
+    s.ensure_jobs(
+        &[
+            NewJob::receipt_timeout(1, T0 + 1_000),
+            NewJob::receipt_timeout(2, T0 + 5_000),
+        ],
+        T0,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.next_due_ms().await.unwrap(), Some(T0 + 1_000));
+    assert!(
+        s.claim_jobs("a", T0, T0 + 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = s
+        .claim_jobs("a", T0 + 1_000, T0 + 61_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let job = claimed[0].clone();
+    assert_eq!(job.attempt_id, Some(1));
+    assert_eq!(job.owner.as_deref(), Some("a"));
+    // Held: nobody else gets it until the lease lapses.
+    assert!(
+        s.claim_jobs("b", T0 + 2_000, T0 + 62_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let stats = s.job_stats(T0 + 2_000).await.unwrap();
+    assert_eq!((stats.total, stats.due), (2, 0));
+    // The lease lapses: b takes it over, and a's outcome no longer counts.
+    let taken = s
+        .claim_jobs("b", T0 + 61_001, T0 + 121_001, 1)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].id, job.id);
+    let stale = JobOutcome {
+        job: job.claim(),
+        now_ms: T0 + 61_002,
+        attempt: None,
+        follow_ups: vec![],
+        next: JobNext::Delete,
+    };
+    assert!(!s.finish_job(&stale).await.unwrap());
+    let current = JobOutcome {
+        job: taken[0].claim(),
+        ..stale
+    };
+    assert!(s.finish_job(&current).await.unwrap());
+    assert_eq!(s.list_jobs(10).await.unwrap().len(), 1);
+    // A retry frees the job for later; release hands back what a worker holds.
+    let second = s
+        .claim_jobs("c", T0 + 5_000, T0 + 65_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(s.release_claims("c").await.unwrap(), 1);
+    let again = s
+        .claim_jobs("d", T0 + 5_000, T0 + 65_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(
+        s.finish_job(&JobOutcome {
+            job: again[0].claim(),
+            now_ms: T0 + 5_000,
+            attempt: None,
+            follow_ups: vec![],
+            next: JobNext::Retry {
+                due_ms: T0 + 9_000,
+                error: "throttled".into(),
+            },
+        })
+        .await
+        .unwrap()
+    );
+    let listed = s.list_jobs(10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].due_ms, T0 + 9_000);
+    assert_eq!(listed[0].owner, None);
+    assert_eq!(listed[0].last_error.as_deref(), Some("throttled"));
+}
+
+async fn jobs_are_unique_by_key(s: &dyn Store) {
+    let job = NewJob::flow("session-1", 7, 0, T0 + 30_000);
+    s.ensure_jobs(&[job.clone(), job.clone()], T0)
+        .await
+        .unwrap();
+    s.ensure_jobs(std::slice::from_ref(&job), T0).await.unwrap();
+    let listed = s.list_jobs(10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key, "flow:session-1:0");
+    assert_eq!(listed[0].step, Some(0));
+}
