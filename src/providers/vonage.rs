@@ -259,7 +259,7 @@ impl Provider for VonageProvider {
             .find(|(k, _)| k == "timestamp")
             .and_then(|(_, v)| v.trim().parse::<i64>().ok());
         match ts {
-            Some(ts) if (now_secs - ts).abs() <= MAX_SKEW_SECS => {}
+            Some(ts) if now_secs.abs_diff(ts) <= MAX_SKEW_SECS.unsigned_abs() => {}
             _ => {
                 tracing::warn!(route.name = %self.route, "vonage receipt with a missing or stale timestamp refused");
                 return Err(HookError::Forbidden("missing or stale timestamp".into()));

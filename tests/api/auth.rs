@@ -205,6 +205,11 @@ async fn timestamp_window_is_300_seconds_either_side() {
         "-16",
         "timestamp",
     );
+    // Far from now in either direction, without overflowing the window check.
+    for far in [i64::MIN, -9_000_000_000_000_000_000, i64::MAX] {
+        let v = get_with(&app, LIST, &headers_at(&app, &far.to_string())).await;
+        assert_error(&v, "-16", "timestamp");
+    }
     for delta in [-300, -299, 0, 299, 300] {
         assert_ok(&list_at_offset(&app, delta).await);
     }

@@ -773,6 +773,17 @@ async fn direct_vonage_submit_and_signed_receipts_in_every_shape() {
         .await,
         Err(HookError::Forbidden(_))
     ));
+    // A timestamp far in the past is stale, not an overflow.
+    let mut ancient = vonage_receipt("delivered", 0);
+    ancient
+        .iter_mut()
+        .find(|(k, _)| k == "timestamp")
+        .unwrap()
+        .1 = i64::MIN.to_string();
+    assert!(matches!(
+        p.hook(&vonage_get(&with_sig(ancient, "md5hash"))).await,
+        Err(HookError::Forbidden(_))
+    ));
 }
 
 #[tokio::test]

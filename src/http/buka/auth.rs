@@ -58,7 +58,7 @@ impl FromRequestParts<AppState> for Caller {
             )
         })?;
         let now = st.service.clock.now().timestamp();
-        if (now - ts_secs).abs() > st.settings.timestamp_tolerance_secs {
+        if now.abs_diff(ts_secs) > st.settings.timestamp_tolerance_secs.unsigned_abs() {
             return Err(BukaError::new("-16", "timestamp expires"));
         }
         let secret = st.service.tenant_secret(&tenant).map_err(BukaError::from)?;

@@ -81,7 +81,7 @@ pub async fn authenticate(st: &AppState, req: &SignedRequest<'_>) -> Result<Merc
     let svc = &st.service;
     let now_ms = svc.clock.now().timestamp_millis();
     let tolerance = st.settings.timestamp_tolerance_secs;
-    if (now_ms.div_euclid(1000) - ts).abs() > tolerance {
+    if now_ms.div_euclid(1000).abs_diff(ts) > tolerance.unsigned_abs() {
         return Err(SgateError::new(
             1204,
             format!("V-Timestamp is more than {tolerance} s from the server's time"),
