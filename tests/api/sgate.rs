@@ -1450,6 +1450,27 @@ async fn sandbox_test_numbers_send_nothing_and_always_verify() {
 }
 
 #[tokio::test]
+async fn sandbox_test_numbers_are_not_held_to_the_minute_but_keep_the_allow_list() {
+    let app = TestApp::spawn().await;
+    let v = merchant(&app, true, &[APP]).await;
+    let (eff, sid) = TEST_NUMBERS[0];
+    // Nothing is sent, so nothing is limited: every form, back to back.
+    for mobile in formats(eff).iter().chain(formats(eff).iter()) {
+        assert_eq!(v.send_ok(mobile.as_str(), APP).await, sid);
+    }
+    // A real number of the same sandbox merchant is limited as ever.
+    v.send_ok("551234567", APP).await;
+    v.send_otp("0551234567", APP).await.expect(1212);
+    // The operator's allow-list holds in sandbox too (an explicit setting wins over the
+    // vendor's open sandbox).
+    app.service
+        .set_tenant_allow_ips(tenant_kind::SGATE, &v.api_key, &["10.0.0.0/8".into()])
+        .await
+        .unwrap();
+    v.send_otp(eff, APP).await.expect(1205);
+}
+
+#[tokio::test]
 async fn sandbox_numbers_outside_the_list_are_sent_for_real() {
     let app = TestApp::spawn().await;
     let v = merchant(&app, true, &[APP]).await;
