@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -42,12 +43,10 @@ pub fn routes() -> Router<AppState> {
                     &Err(SgateError::fault(1000, &"panic")),
                     &new_request_id(),
                 );
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    [("content-type", "application/json")],
-                    body,
-                )
-                    .into_response()
+                // The request is gone: the key is not echoed and nothing is signed.
+                let now = chrono::Utc::now().timestamp();
+                let nonce = random_alnum(20);
+                respond(StatusCode::INTERNAL_SERVER_ERROR, body, "", now, &nonce, "")
             },
         ))
 }
@@ -59,6 +58,9 @@ struct Call {
     url: String,
     method: Method,
     body: String,
+    /// Why the body could not be read (too large, cut off): answered 1103, unsigned, since
+    /// the signature covers the body.
+    body_error: Option<SgateError>,
 }
 
 impl Call {
@@ -72,6 +74,27 @@ impl Call {
                 .unwrap_or_else(|| uri.path().to_string()),
             method,
             body: String::from_utf8_lossy(body).into_owned(),
+            body_error: None,
+        }
+    }
+
+    /// As [`Call::new`], for a body that may not have been read.
+    fn with_body(
+        headers: HeaderMap,
+        ext: &Extensions,
+        method: Method,
+        uri: &Uri,
+        raw: Result<Bytes, BytesRejection>,
+    ) -> Self {
+        match raw {
+            Ok(bytes) => Self::new(headers, ext, method, uri, &bytes),
+            Err(e) => Self {
+                body_error: Some(SgateError::invalid(
+                    "body",
+                    format!("could not be read: {}", e.body_text()),
+                )),
+                ..Self::new(headers, ext, method, uri, b"")
+            },
         }
     }
 
@@ -97,9 +120,12 @@ where
     let api_key = auth::api_key(&call.headers).to_string();
     let url = call.url.clone();
     let method = call.method.clone();
-    let (authenticated, result) = match auth::authenticate(&st, &call.signed()).await {
-        Ok(merchant) => (true, op(st.clone(), merchant, call).await),
-        Err(e) => (false, Err(e)),
+    let (authenticated, result) = match call.body_error.clone() {
+        Some(e) => (false, Err(e)),
+        None => match auth::authenticate(&st, &call.signed()).await {
+            Ok(merchant) => (true, op(st.clone(), merchant, call).await),
+            Err(e) => (false, Err(e)),
+        },
     };
     if let Err(e) = &result {
         tracing::info!(sgate.code = e.code, sgate.request_id = %request_id, http.path = %url_path(&url), "SGate call refused");
@@ -124,19 +150,33 @@ where
             }
         }
     }
-    let mut response = (
+    respond(
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [("content-type", "application/json")],
         text,
+        &api_key,
+        timestamp,
+        &nonce,
+        &signature,
     )
-        .into_response();
+}
+
+/// The JSON answer with the five `V-` headers.
+fn respond(
+    status: StatusCode,
+    text: String,
+    api_key: &str,
+    timestamp: i64,
+    nonce: &str,
+    signature: &str,
+) -> Response {
+    let mut response = (status, [("content-type", "application/json")], text).into_response();
     let h = response.headers_mut();
     for (name, value) in [
-        ("v-api-key", api_key.as_str()),
+        ("v-api-key", api_key),
         ("v-api-version", "1"),
         ("v-timestamp", &timestamp.to_string()),
-        ("v-nonce-str", &nonce),
-        ("v-signature", &signature),
+        ("v-nonce-str", nonce),
+        ("v-signature", signature),
     ] {
         // A caller's key that is not a valid header value is echoed as empty.
         h.insert(
@@ -165,9 +205,9 @@ async fn send_otp(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    raw: Bytes,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let call = Call::new(headers, &ext, method, &uri, &raw);
+    let call = Call::with_body(headers, &ext, method, &uri, raw);
     answer(st, call, |st, merchant, call| async move {
         let mut f = Fields::json(&call.body)?;
         let b = OtpBody {
@@ -232,9 +272,9 @@ async fn check_otp(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    raw: Bytes,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let call = Call::new(headers, &ext, method, &uri, &raw);
+    let call = Call::with_body(headers, &ext, method, &uri, raw);
     answer(st, call, |st, merchant, call| async move {
         let mut f = Fields::json(&call.body)?;
         let mobile = f.mobile()?;
