@@ -13,6 +13,7 @@ mod metrics;
 mod openapi;
 mod peers;
 mod routing;
+mod sgate_example;
 mod smpp;
 mod upstream_http;
 mod verification;
