@@ -26,7 +26,7 @@ OTPGATE_DATABASE_URL="sqlite://$work/fuzz.db" \
 OTPGATE_MODE=development \
 OTPGATE_TIMESTAMP_TOLERANCE_SECS=86400 \
 OTPGATE_LOG=warn \
-  target/debug/otpgate serve >"$work/out.log" 2>"$work/err.log" &
+  "${CARGO_TARGET_DIR:-target}/debug/otpgate" serve >"$work/out.log" 2>"$work/err.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 

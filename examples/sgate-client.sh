@@ -19,6 +19,7 @@ set -euo pipefail
 call=${1:?usage: sgate-client.sh sendOtp|otpDetail|checkOtp JSON-BODY|QUERY}
 arg=${2:-}
 : "${SGATE_URL:?set SGATE_URL}" "${SGATE_API_KEY:?set SGATE_API_KEY}" "${SGATE_PRIVATE_KEY:?set SGATE_PRIVATE_KEY}"
+base=${SGATE_URL%/}
 
 case $call in
   otpDetail) method=GET;  url="/openApi/v1/otp/otpDetail?$arg"; body="" ;;
@@ -26,12 +27,18 @@ case $call in
   *) echo "unknown call $call" >&2; exit 2 ;;
 esac
 
-# JSON string escaping for the signed object: backslash, quote and control characters;
-# non-ASCII characters and '/' stay as they are, as the vendor requires.
+# JSON string escaping for the signed object, as the server's JSON writer does it: backslash,
+# quote, \b \f \n \r \t, and \u00XX for the other control characters; non-ASCII characters
+# and '/' stay as they are, as the vendor requires.
 json_string() {
-  local s=$1
+  local s=$1 c ch
   s=${s//\\/\\\\}; s=${s//\"/\\\"}
+  s=${s//$'\b'/\\b}; s=${s//$'\f'/\\f}
   s=${s//$'\n'/\\n}; s=${s//$'\r'/\\r}; s=${s//$'\t'/\\t}
+  for c in 1 2 3 4 5 6 7 11 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31; do
+    printf -v ch "\\$(printf '%03o' "$c")"
+    if [[ $s == *"$ch"* ]]; then s=${s//"$ch"/$(printf '\\u%04x' "$c")}; fi
+  done
   printf '"%s"' "$s"
 }
 
@@ -49,21 +56,30 @@ signature=$(printf '%s' "$digest" | openssl dgst -md5 -sign "$SGATE_PRIVATE_KEY"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-curl_args=(-sS -o "$tmp/body" -D "$tmp/headers" -X "$method" "$SGATE_URL$url"
+# -g: a query's [ ] { } are sent as they are, not expanded by curl.
+curl_args=(-sS -g -o "$tmp/body" -D "$tmp/headers" -X "$method" "$base$url"
   -H "User-Agent: sgate-client.sh/1" -H "V-Api-Key: $SGATE_API_KEY" -H "V-Api-Version: 1"
   -H "V-Timestamp: $ts" -H "V-Nonce-Str: $nonce" -H "V-Signature: $signature")
 if [ "$method" = POST ]; then
   curl_args+=(-H "Content-Type: application/json" --data-binary "$body")
 fi
 curl "${curl_args[@]}"
-response=$(cat "$tmp/body")
+# The body exactly as received (command substitution would drop trailing newlines).
+response=$(cat "$tmp/body"; printf x)
+response=${response%x}
 printf '%s\n' "$response"
 
-header() { grep -i "^$1:" "$tmp/headers" | head -1 | cut -d: -f2- | tr -d ' \r'; }
+# The value of a response header ("" when absent), without the line's CR and outer spaces.
+header() {
+  grep -i "^$1:" "$tmp/headers" | head -1 | sed -e 's/^[^:]*:[[:space:]]*//' -e 's/[[:space:]]*$//' || true
+}
 ok=0
 if [ -n "${SGATE_SYSTEM_KEY:-}" ]; then
   rsig=$(header V-Signature)
-  if [ -z "$rsig" ]; then
+  if ! grep -qi '^V-Signature:' "$tmp/headers"; then
+    echo "response signature: missing (no V-Signature header; is $base an SGate server?)" >&2
+    ok=1
+  elif [ -z "$rsig" ]; then
     echo "response signature: empty (the request was not authenticated)" >&2
     ok=1
   else

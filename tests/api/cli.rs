@@ -294,6 +294,411 @@ fn unknown_tenant_keys_fail_with_a_message() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// merchant …
+
+/// A fresh RSA key pair of `bits`: the private key (PKCS#8 PEM) and the public key in both
+/// forms merchants hand in, PKCS#8 (`PUBLIC KEY`) and PKCS#1 (`RSA PUBLIC KEY`).
+struct KeyFiles {
+    private: std::path::PathBuf,
+    public_pkcs8: std::path::PathBuf,
+    public_pkcs1: std::path::PathBuf,
+}
+
+fn key_files(sb: &Sandbox, name: &str, bits: usize) -> KeyFiles {
+    use rsa::pkcs1::EncodeRsaPublicKey;
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let key = rsa::PrivateKey::new(&mut rand_rsa::rng(), bits).expect("RSA key");
+    let public = key.to_public_key();
+    let private = sb.path().join(format!("{name}.key.pem"));
+    std::fs::write(
+        &private,
+        key.to_pkcs8_pem(LineEnding::LF)
+            .expect("PKCS#8 PEM")
+            .as_bytes(),
+    )
+    .expect("write key");
+    let public_pkcs8 = sb.path().join(format!("{name}.pub.pem"));
+    let public_pkcs1 = sb.path().join(format!("{name}.rsa.pub.pem"));
+    std::fs::write(
+        &public_pkcs8,
+        public
+            .to_public_key_pem(LineEnding::LF)
+            .expect("PKCS#8 PEM"),
+    )
+    .expect("write key");
+    std::fs::write(
+        &public_pkcs1,
+        public.to_pkcs1_pem(LineEnding::LF).expect("PKCS#1 PEM"),
+    )
+    .expect("write key");
+    KeyFiles {
+        private,
+        public_pkcs8,
+        public_pkcs1,
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// `merchant create --json` with these extra arguments.
+#[track_caller]
+fn create_merchant(sb: &Sandbox, name: &str, key: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "merchant",
+        "create",
+        "--name",
+        name,
+        "--public-key",
+        path_str(key),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    sb.json(&args)
+}
+
+/// The merchant row with this key in `merchant list --json`.
+#[track_caller]
+fn merchant_row(sb: &Sandbox, key: &str) -> Value {
+    let list = sb.json(&["merchant", "list", "--json"]);
+    list.as_array()
+        .unwrap_or_else(|| panic!("merchant list --json is an array: {list}"))
+        .iter()
+        .find(|r| r["apiKey"] == key)
+        .unwrap_or_else(|| panic!("merchant {key} is listed: {list}"))
+        .clone()
+}
+
+fn api_key_of(created: &Value) -> String {
+    created["apiKey"]
+        .as_str()
+        .unwrap_or_else(|| panic!("apiKey: {created}"))
+        .to_string()
+}
+
+#[test]
+fn merchant_create_takes_pkcs8_and_pkcs1_keys_and_prints_the_system_key() {
+    let sb = Sandbox::new();
+    let keys = key_files(&sb, "shop", 2048);
+
+    let c = create_merchant(
+        &sb,
+        "shop",
+        &keys.public_pkcs8,
+        &["--sandbox", "--app-name", "TestApp", "Other App"],
+    );
+    let key = api_key_of(&c);
+    assert!(
+        key.len() >= 16 && key.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{c}"
+    );
+    assert_eq!(c["sandbox"], true, "{c}");
+    assert_eq!(c["enabled"], true, "{c}");
+    assert_eq!(c["name"], "shop", "{c}");
+    assert_eq!(c["appNames"], json!(["TestApp", "Other App"]), "{c}");
+    assert_eq!(c["allowIps"], json!([]), "{c}");
+    let system = c["systemPublicKey"]
+        .as_str()
+        .unwrap_or_else(|| panic!("systemPublicKey: {c}"))
+        .to_string();
+    assert!(
+        system.starts_with("-----BEGIN PUBLIC KEY-----") && !system.contains("PRIVATE"),
+        "{c}"
+    );
+    let verifier = otpgate::crypto::RsaVerifier::from_pem(&system).expect("a usable public key");
+    assert_eq!(verifier.bits(), 2048);
+
+    // The same key pair in PKCS#1 form, production (the default), without product names.
+    let c1 = create_merchant(&sb, "shop one", &keys.public_pkcs1, &[]);
+    assert_eq!(c1["sandbox"], false, "{c1}");
+    assert_eq!(c1["appNames"], json!([]), "{c1}");
+    assert_ne!(api_key_of(&c1), key, "each merchant has its own key");
+    assert_eq!(
+        c1["systemPublicKey"], system,
+        "one system key for every merchant"
+    );
+
+    // The text form says the same.
+    let text = sb.ok(&[
+        "merchant",
+        "create",
+        "--name",
+        "shop text",
+        "--public-key",
+        path_str(&keys.public_pkcs1),
+        "--sandbox",
+    ]);
+    assert!(text.contains("V-Api-Key:"), "{text}");
+    assert!(text.contains("sandbox"), "{text}");
+    assert!(
+        text.contains("1603"),
+        "no product names is explained: {text}"
+    );
+    assert!(text.contains(system.trim_end()), "{text}");
+
+    let list = sb.json(&["merchant", "list", "--json"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(3), "{list}");
+    assert_eq!(merchant_row(&sb, &key)["appNames"], c["appNames"]);
+}
+
+#[test]
+fn merchant_create_refuses_bad_and_short_keys() {
+    let sb = Sandbox::new();
+    let garbage = sb.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n",
+    )
+    .expect("write");
+    let short = key_files(&sb, "short", 1024);
+    let good = key_files(&sb, "good", 2048);
+    let create = |key: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "merchant",
+            "create",
+            "--name",
+            "shop",
+            "--public-key",
+            path_str(key),
+        ];
+        args.extend_from_slice(extra);
+        sb.run(&args)
+    };
+
+    create(&garbage, &[]).assert_fails_mentioning(&["public-key", "RSA public key"]);
+    for k in [&short.public_pkcs8, &short.public_pkcs1] {
+        create(k, &[]).assert_fails_mentioning(&["2048", "1024"]);
+    }
+    create(&sb.path().join("missing.pem"), &[]).assert_fails_mentioning(&["missing.pem"]);
+    let long_name = "n".repeat(33);
+    create(&good.public_pkcs8, &["--app-name", &long_name])
+        .assert_fails_mentioning(&["app-name", "32"]);
+    // A private key is not a public key.
+    create(&good.private, &[]).assert_fails_mentioning(&["public-key"]);
+    assert_eq!(
+        sb.json(&["merchant", "list", "--json"]),
+        json!([]),
+        "a refused merchant is not created"
+    );
+}
+
+#[test]
+fn merchant_list_update_disable_and_enable() {
+    let sb = Sandbox::new();
+    let keys = key_files(&sb, "shop", 2048);
+    let other = key_files(&sb, "other", 2048);
+    let key = api_key_of(&create_merchant(
+        &sb,
+        "shop",
+        &keys.public_pkcs8,
+        &["--sandbox", "--app-name", "TestApp"],
+    ));
+
+    let table = sb.ok(&["merchant", "list"]);
+    let line = table
+        .lines()
+        .find(|l| l.contains(&key))
+        .unwrap_or_else(|| panic!("{key} in {table}"));
+    for word in ["sandbox", "true", "any", "TestApp", "shop"] {
+        assert!(line.contains(word), "{word:?} in {line:?}");
+    }
+
+    let out = sb.ok(&[
+        "merchant",
+        "update",
+        &key,
+        "--production",
+        "--app-name",
+        "X",
+    ]);
+    assert!(out.contains(&key), "{out}");
+    let row = merchant_row(&sb, &key);
+    assert_eq!(row["sandbox"], false, "{row}");
+    assert_eq!(row["appNames"], json!(["X"]), "{row}");
+    assert!(
+        sb.ok(&["merchant", "list"]).contains("production"),
+        "the table shows the mode"
+    );
+
+    // Unnamed settings are kept.
+    sb.ok(&["merchant", "update", &key, "--sandbox"]);
+    let row = merchant_row(&sb, &key);
+    assert_eq!(
+        (row["sandbox"].clone(), row["appNames"].clone()),
+        (json!(true), json!(["X"]))
+    );
+    sb.ok(&[
+        "merchant",
+        "update",
+        &key,
+        "--public-key",
+        path_str(&other.public_pkcs1),
+        "--app-name",
+        "A",
+        "B",
+    ]);
+    assert_eq!(merchant_row(&sb, &key)["appNames"], json!(["A", "B"]));
+
+    let r = sb.run(&["merchant", "update", &key, "--sandbox", "--production"]);
+    assert!(!r.status.success(), "{r}");
+    assert!(r.stderr.contains("--production"), "{r}");
+    sb.run(&["merchant", "update", "NoSuchKey123", "--production"])
+        .assert_fails_mentioning(&["merchant"]);
+
+    let out = sb.ok(&["merchant", "disable", &key]);
+    assert!(out.contains(&key) && out.contains("disabled"), "{out}");
+    assert_eq!(merchant_row(&sb, &key)["enabled"], false);
+    sb.ok(&["merchant", "disable", &key]);
+    assert_eq!(merchant_row(&sb, &key)["enabled"], false);
+    sb.ok(&["merchant", "enable", &key]);
+    assert_eq!(merchant_row(&sb, &key)["enabled"], true);
+    for args in [
+        &["merchant", "disable", "NoSuchKey123"][..],
+        &["merchant", "enable", "NoSuchKey123"][..],
+        &["merchant", "allow-ip", "NoSuchKey123", "10.0.0.0/8"][..],
+    ] {
+        sb.run(args).assert_fails_mentioning(&["merchant"]);
+    }
+}
+
+#[test]
+fn merchant_allow_ip_sets_and_clears_the_list() {
+    let sb = Sandbox::new();
+    let keys = key_files(&sb, "shop", 2048);
+    let key = api_key_of(&create_merchant(&sb, "shop", &keys.public_pkcs8, &[]));
+    let out = sb.ok(&["merchant", "allow-ip", &key, "10.0.0.0/8", "192.168.1.7"]);
+    assert!(
+        out.contains("10.0.0.0/8") && out.contains("192.168.1.7"),
+        "{out}"
+    );
+    let allow = merchant_row(&sb, &key)["allowIps"].clone();
+    let allow: Vec<&str> = allow
+        .as_array()
+        .expect("allowIps")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(allow.len(), 2, "{allow:?}");
+    assert!(allow.contains(&"10.0.0.0/8"), "{allow:?}");
+    assert!(
+        allow.iter().any(|a| a.starts_with("192.168.1.7")),
+        "{allow:?}"
+    );
+    assert!(sb.ok(&["merchant", "list"]).contains("10.0.0.0/8"));
+
+    sb.run(&["merchant", "allow-ip", &key, "nope"])
+        .assert_fails_mentioning(&["nope"]);
+    assert_eq!(
+        merchant_row(&sb, &key)["allowIps"].as_array().map(Vec::len),
+        Some(2)
+    );
+
+    let out = sb.ok(&["merchant", "allow-ip", &key, "--clear"]);
+    assert!(out.contains("any address"), "{out}");
+    assert_eq!(merchant_row(&sb, &key)["allowIps"], json!([]));
+    let r = sb.run(&["merchant", "allow-ip", &key]);
+    assert!(!r.status.success() && !r.stderr.trim().is_empty(), "{r}");
+}
+
+#[test]
+fn merchant_system_key_is_generated_once_and_stored_sealed() {
+    use base64::Engine;
+    use rsa::pkcs8::DecodePrivateKey;
+
+    let sb = Sandbox::new();
+    let first = sb.ok(&["merchant", "system-key"]);
+    assert!(
+        first.starts_with("-----BEGIN PUBLIC KEY-----")
+            && first.trim_end().ends_with("-----END PUBLIC KEY-----"),
+        "{first}"
+    );
+    otpgate::crypto::RsaVerifier::from_pem(&first).expect("a usable public key");
+    let second = sb.ok(&["merchant", "system-key"]);
+    assert_eq!(first, second, "generated once, then the same key");
+
+    let db = rusqlite::Connection::open_with_flags(
+        sb.path().join("x.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open the database");
+    let rows: Vec<(String, String)> = db
+        .prepare("SELECT private_enc, public_pem FROM system_keys")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(rows.len(), 1, "one system key");
+    let (private_enc, public_pem) = &rows[0];
+    assert_eq!(public_pem.trim_end(), first.trim_end());
+    assert!(!private_enc.contains("PRIVATE KEY"), "{private_enc}");
+    assert!(
+        !private_enc.starts_with("MII"),
+        "not plain Base64 DER: {private_enc}"
+    );
+    for engine in [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ] {
+        for text in [private_enc.as_str(), private_enc.trim_start_matches("v1.")] {
+            if let Ok(der) = engine.decode(text) {
+                assert!(
+                    rsa::PrivateKey::from_pkcs8_der(&der).is_err(),
+                    "the stored private key must not be readable without the master key"
+                );
+            }
+        }
+    }
+    drop(db);
+
+    // Another master key cannot open it: the command fails and says why.
+    let r = Ran::from(
+        sb.cmd(&["merchant", "system-key"])
+            .env("OTPGATE_MASTER_KEY", "ab".repeat(32))
+            .output()
+            .expect("runs"),
+    );
+    r.assert_fails_mentioning(&["master key"]);
+}
+
+#[test]
+fn tenant_commands_do_not_reach_merchants() {
+    let sb = Sandbox::new();
+    let keys = key_files(&sb, "shop", 2048);
+    let merchant = api_key_of(&create_merchant(&sb, "shop", &keys.public_pkcs8, &[]));
+    let (tenant, _) = create_tenant(&sb, "acme");
+
+    let list = sb.json(&["tenant", "list", "--json"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["apiKey"], tenant.as_str(), "{list}");
+    assert!(!sb.ok(&["tenant", "list"]).contains(&merchant));
+    let list = sb.json(&["merchant", "list", "--json"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert!(!sb.ok(&["merchant", "list"]).contains(&tenant));
+
+    for args in [
+        &["tenant", "disable", &merchant][..],
+        &["tenant", "enable", &merchant][..],
+        &["tenant", "allow-ip", &merchant, "10.0.0.0/8"][..],
+    ] {
+        sb.run(args).assert_fails_mentioning(&["tenant"]);
+    }
+    let row = merchant_row(&sb, &merchant);
+    assert_eq!(
+        (row["enabled"].clone(), row["allowIps"].clone()),
+        (json!(true), json!([]))
+    );
+    for args in [
+        &["merchant", "disable", &tenant][..],
+        &["merchant", "update", &tenant, "--production"][..],
+    ] {
+        sb.run(args).assert_fails_mentioning(&["merchant"]);
+    }
+    assert_eq!(tenant_row(&sb, &tenant)["enabled"], true);
+}
+
+// ---------------------------------------------------------------------------------------------
 // config check
 
 #[test]

@@ -14,6 +14,7 @@ mod openapi;
 mod peers;
 mod routing;
 mod sgate;
+mod sgate_example;
 mod smpp;
 mod upstream_http;
 mod verification;

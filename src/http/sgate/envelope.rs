@@ -18,6 +18,15 @@ pub struct SgateError {
     pub http_status: u16,
 }
 
+/// Every code this dialect answers, in the vendor's order (the OpenAPI document lists them).
+pub const CODES: [i64; 25] = [
+    200, 1000, 1102, 1103, 1201, 1204, 1205, 1206, 1208, 1209, 1210, 1211, 1212, 1213, 1601, 1603,
+    1604, 1605, 1606, 1607, 1608, 1609, 1610, 1611, 1612,
+];
+
+/// The codes answered with HTTP 500 (a fault on our side); every other one comes with 200.
+pub const FAULT_CODES: [i64; 2] = [1000, 1206];
+
 /// The vendor's meaning of each code this dialect answers.
 pub fn meaning(code: i64) -> &'static str {
     match code {
@@ -151,6 +160,16 @@ pub fn body<T: Serialize>(result: &Result<T, SgateError>, request_id: &str) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_listed_code_has_its_own_meaning() {
+        for c in CODES {
+            assert!(c == 1000 || meaning(c) != meaning(1000), "{c}");
+        }
+        assert!(FAULT_CODES.iter().all(|c| CODES.contains(c)));
+        let err: SgateError = OtpFailure::Sending.into();
+        assert!(CODES.contains(&err.code));
+    }
 
     #[test]
     fn envelope_keeps_the_vendor_field_order() {

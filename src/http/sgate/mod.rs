@@ -43,12 +43,10 @@ pub fn routes() -> Router<AppState> {
                     &Err(SgateError::fault(1000, &"panic")),
                     &new_request_id(),
                 );
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    [("content-type", "application/json")],
-                    body,
-                )
-                    .into_response()
+                // The request is gone: the key is not echoed and nothing is signed.
+                let now = chrono::Utc::now().timestamp();
+                let nonce = random_alnum(20);
+                respond(StatusCode::INTERNAL_SERVER_ERROR, body, "", now, &nonce, "")
             },
         ))
 }
@@ -60,28 +58,13 @@ struct Call {
     url: String,
     method: Method,
     body: String,
-    /// The body could not be read (too large, or the connection failed).
+    /// Why the body could not be read (too large, cut off): answered 1103, unsigned, since
+    /// the signature covers the body.
     body_error: Option<SgateError>,
 }
 
 impl Call {
-    fn new(
-        headers: HeaderMap,
-        ext: &Extensions,
-        method: Method,
-        uri: &Uri,
-        raw: Result<Bytes, BytesRejection>,
-    ) -> Self {
-        let (body, body_error) = match raw {
-            Ok(b) => (String::from_utf8_lossy(&b).into_owned(), None),
-            Err(e) => (
-                String::new(),
-                Some(SgateError::invalid(
-                    "body",
-                    format!("could not be read: {}", e.body_text()),
-                )),
-            ),
-        };
+    fn new(headers: HeaderMap, ext: &Extensions, method: Method, uri: &Uri, body: &[u8]) -> Self {
         Self {
             headers,
             ip: ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
@@ -90,8 +73,28 @@ impl Call {
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_else(|| uri.path().to_string()),
             method,
-            body,
-            body_error,
+            body: String::from_utf8_lossy(body).into_owned(),
+            body_error: None,
+        }
+    }
+
+    /// As [`Call::new`], for a body that may not have been read.
+    fn with_body(
+        headers: HeaderMap,
+        ext: &Extensions,
+        method: Method,
+        uri: &Uri,
+        raw: Result<Bytes, BytesRejection>,
+    ) -> Self {
+        match raw {
+            Ok(bytes) => Self::new(headers, ext, method, uri, &bytes),
+            Err(e) => Self {
+                body_error: Some(SgateError::invalid(
+                    "body",
+                    format!("could not be read: {}", e.body_text()),
+                )),
+                ..Self::new(headers, ext, method, uri, b"")
+            },
         }
     }
 
@@ -117,14 +120,12 @@ where
     let api_key = auth::api_key(&call.headers).to_string();
     let url = call.url.clone();
     let method = call.method.clone();
-    let auth = match call.body_error.clone() {
-        // Without the body the signature cannot be checked.
-        Some(e) => Err(e),
-        None => auth::authenticate(&st, &call.signed()).await,
-    };
-    let (authenticated, result) = match auth {
-        Ok(merchant) => (true, op(st.clone(), merchant, call).await),
-        Err(e) => (false, Err(e)),
+    let (authenticated, result) = match call.body_error.clone() {
+        Some(e) => (false, Err(e)),
+        None => match auth::authenticate(&st, &call.signed()).await {
+            Ok(merchant) => (true, op(st.clone(), merchant, call).await),
+            Err(e) => (false, Err(e)),
+        },
     };
     if let Err(e) = &result {
         tracing::info!(sgate.code = e.code, sgate.request_id = %request_id, http.path = %url_path(&url), "SGate call refused");
@@ -149,19 +150,33 @@ where
             }
         }
     }
-    let mut response = (
+    respond(
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [("content-type", "application/json")],
         text,
+        &api_key,
+        timestamp,
+        &nonce,
+        &signature,
     )
-        .into_response();
+}
+
+/// The JSON answer with the five `V-` headers.
+fn respond(
+    status: StatusCode,
+    text: String,
+    api_key: &str,
+    timestamp: i64,
+    nonce: &str,
+    signature: &str,
+) -> Response {
+    let mut response = (status, [("content-type", "application/json")], text).into_response();
     let h = response.headers_mut();
     for (name, value) in [
-        ("v-api-key", api_key.as_str()),
+        ("v-api-key", api_key),
         ("v-api-version", "1"),
         ("v-timestamp", &timestamp.to_string()),
-        ("v-nonce-str", &nonce),
-        ("v-signature", &signature),
+        ("v-nonce-str", nonce),
+        ("v-signature", signature),
     ] {
         // A caller's key that is not a valid header value is echoed as empty.
         h.insert(
@@ -192,7 +207,7 @@ async fn send_otp(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let call = Call::new(headers, &ext, method, &uri, raw);
+    let call = Call::with_body(headers, &ext, method, &uri, raw);
     answer(st, call, |st, merchant, call| async move {
         let mut f = Fields::json(&call.body)?;
         let b = OtpBody {
@@ -230,7 +245,7 @@ async fn otp_detail(
     headers: HeaderMap,
 ) -> Response {
     // GET signs an empty body whatever was sent.
-    let call = Call::new(headers, &ext, method, &uri, Ok(Bytes::new()));
+    let call = Call::new(headers, &ext, method, &uri, b"");
     let query = uri.query().unwrap_or("").to_string();
     answer(st, call, |st, merchant, _| async move {
         let mut f = Fields::query(&query)?;
@@ -259,7 +274,7 @@ async fn check_otp(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let call = Call::new(headers, &ext, method, &uri, raw);
+    let call = Call::with_body(headers, &ext, method, &uri, raw);
     answer(st, call, |st, merchant, call| async move {
         let mut f = Fields::json(&call.body)?;
         let mobile = f.mobile()?;
