@@ -115,9 +115,15 @@ impl From<ServiceError> for SgateError {
         match e {
             ServiceError::Otp(f) => f.into(),
             ServiceError::Invalid { field, reason } => SgateError::invalid(&field, reason),
-            ServiceError::PhoneLimit => OtpFailure::TooSoon.into(),
+            ServiceError::PhoneLimit | ServiceError::TotalLimit => OtpFailure::TooSoon.into(),
+            ServiceError::AttemptsExceeded { .. } => OtpFailure::Locked.into(),
             ServiceError::Internal(e) => SgateError::fault(1000, &format!("{e:#}")),
-            other => SgateError::fault(1000, &other),
+            // No SGate call can meet these (merchants own no orders, flows or other
+            // tenants' objects): reaching one is a bug, answered as a fault and logged.
+            other @ (ServiceError::NotFound(_)
+            | ServiceError::Duplicate(_)
+            | ServiceError::DuplicateOrder { .. }
+            | ServiceError::Rejected(_)) => SgateError::fault(1000, &other),
         }
     }
 }
