@@ -1,25 +1,83 @@
 //! The store contract: what every `Store` backend must do, tested through the trait alone.
 //!
-//! Each check is an `async fn(&dyn Store)`; `contract!` runs all of them against a backend.
-//! SQLite runs here; a new backend adds one `contract!` line (with its own way of getting a
-//! fresh, empty database) and must pass the same checks.
+//! Each check is an `async fn(&dyn Store)`; `contract!` runs all of them against a backend,
+//! each check on a fresh, empty database: a SQLite file, or a PostgreSQL schema of its own on
+//! the server at `OTPGATE_TEST_POSTGRES` (default `postgres://127.0.0.1:5432/test`). Without
+//! that server the PostgreSQL checks skip, except under `CI=true`, where they fail.
 
 use std::sync::Arc;
 
 use otpgate::domain::limits::{LimitSetting, PeriodLimit};
 use otpgate::domain::session::VerifyOutcome;
+use otpgate::store::postgres::PgStore;
 use otpgate::store::sqlite::SqliteStore;
 use otpgate::store::*;
 
-/// A fresh, migrated store and whatever keeps its database alive.
-type Opened = (SharedStore, Box<dyn std::any::Any + Send>);
+/// A fresh, migrated store, and what removes its database afterwards.
+struct Opened {
+    store: SharedStore,
+    cleanup: Cleanup,
+}
 
-async fn open_sqlite() -> Opened {
+enum Cleanup {
+    /// The SQLite file goes with its directory.
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    /// The PostgreSQL schema is dropped over this pool.
+    Schema(sqlx::PgPool, String),
+}
+
+impl Opened {
+    async fn close(self) {
+        drop(self.store);
+        if let Cleanup::Schema(admin, schema) = self.cleanup {
+            let drop_sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop_sql))
+                .execute(&admin)
+                .await;
+        }
+    }
+}
+
+async fn open_sqlite() -> Option<Opened> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("contract.db").display());
     let store = SqliteStore::connect(&url).await.expect("open sqlite");
     store.migrate().await.expect("migrate");
-    (Arc::new(store), Box::new(dir))
+    Some(Opened {
+        store: Arc::new(store),
+        cleanup: Cleanup::Dir(dir),
+    })
+}
+
+/// The PostgreSQL server the checks run against.
+fn postgres_url() -> String {
+    std::env::var("OTPGATE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://127.0.0.1:5432/test".to_string())
+}
+
+/// A store on a schema of its own; `None` (skip) when there is no server, outside CI.
+async fn open_postgres() -> Option<Opened> {
+    let base = postgres_url();
+    let admin = match sqlx::PgPool::connect(&base).await {
+        Ok(p) => p,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipped: no PostgreSQL at {base} ({e})");
+            return None;
+        }
+        Err(e) => panic!("CI=true and no PostgreSQL at {base}: {e}"),
+    };
+    let schema = format!("contract_{}", otpgate::domain::ids::random_hex(6));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+        .execute(&admin)
+        .await
+        .expect("create schema");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let store = PgStore::connect(&url).await.expect("open postgres");
+    Some(Opened {
+        store: Arc::new(store),
+        cleanup: Cleanup::Schema(admin, schema),
+    })
 }
 
 macro_rules! contract {
@@ -28,32 +86,41 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $check() {
-                    let (store, _keep) = $open.await;
-                    super::$check(&*store).await;
+                    let Some(opened) = $open.await else { return };
+                    super::$check(&*opened.store).await;
+                    opened.close().await;
                 }
             )*
         }
     };
 }
 
-contract!(
-    sqlite,
-    super::open_sqlite(),
-    [
-        tenants_by_kind,
-        merchants_and_their_products,
-        nonces_are_single_use_within_their_window,
-        the_first_system_key_wins,
-        sandbox_sends_keep_the_latest,
-        order_ids_are_unique_per_tenant,
-        the_phone_limit_counts_atomically,
-        sessions_are_found_by_external_id,
-        resend_reuses_a_valid_code_and_refreshes_an_expired_one,
-        verify_consumes_once_and_locks_after_five_wrong_codes,
-        jobs_are_claimed_leased_and_finished_under_their_claim,
-        jobs_are_unique_by_key,
-    ]
-);
+/// Every check, against one backend.
+macro_rules! all_checks {
+    ($backend:ident, $open:expr) => {
+        contract!(
+            $backend,
+            $open,
+            [
+                tenants_by_kind,
+                merchants_and_their_products,
+                nonces_are_single_use_within_their_window,
+                the_first_system_key_wins,
+                sandbox_sends_keep_the_latest,
+                order_ids_are_unique_per_tenant,
+                the_phone_limit_counts_atomically,
+                sessions_are_found_by_external_id,
+                resend_reuses_a_valid_code_and_refreshes_an_expired_one,
+                verify_consumes_once_and_locks_after_five_wrong_codes,
+                jobs_are_claimed_leased_and_finished_under_their_claim,
+                jobs_are_unique_by_key,
+            ]
+        );
+    };
+}
+
+all_checks!(sqlite, super::open_sqlite());
+all_checks!(postgres, super::open_postgres());
 
 const T0: i64 = 1_800_000_000_000;
 

@@ -6,6 +6,7 @@
 //! pass the same contract tests.
 
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
