@@ -22,11 +22,31 @@ use crate::store::{SharedStore, Store};
 
 /// Opens the configured database and applies migrations.
 pub async fn open_store(database_url: &str) -> anyhow::Result<SharedStore> {
+    if crate::config::is_postgres_url(database_url) {
+        let store = crate::store::postgres::PgStore::connect(database_url)
+            .await
+            .with_context(|| format!("opening database {}", redact_url(database_url)))?;
+        return Ok(Arc::new(store));
+    }
     let store = SqliteStore::connect(database_url)
         .await
         .with_context(|| format!("opening database {database_url}"))?;
     store.migrate().await.context("applying migrations")?;
     Ok(Arc::new(store))
+}
+
+/// The URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// How to build a server besides its configuration.

@@ -156,7 +156,8 @@ impl DeliveryConfig {
 pub struct Config {
     /// Address to listen on.
     pub listen: String,
-    /// `sqlite://PATH` (created if missing) or `sqlite::memory:`.
+    /// `sqlite://PATH` (created if missing), `sqlite::memory:`, or `postgres://…` (several
+    /// nodes; `?options=-c%20search_path%3DSCHEMA` picks a schema).
     pub database_url: String,
     pub mode: Mode,
     /// 32 bytes, as 64 hex characters or base64. Required in production.
@@ -247,9 +248,9 @@ impl Config {
                 None
             }
         };
-        if !self.database_url.starts_with("sqlite:") {
+        if !self.database_url.starts_with("sqlite:") && !is_postgres_url(&self.database_url) {
             problems.push(format!(
-                "database_url = {:?}: only sqlite:// URLs are supported by this build (e.g. sqlite://otpgate.db)",
+                "database_url = {:?}: use sqlite://PATH (e.g. sqlite://otpgate.db) or postgres://USER@HOST/DB",
                 self.database_url
             ));
         }
@@ -350,6 +351,14 @@ impl Config {
                 );
                 None
             }
+            (None, Mode::Development) if is_postgres_url(&self.database_url) => {
+                problems.push(
+                    "a PostgreSQL database needs a master key (OTPGATE_MASTER_KEY) even in development: \
+                     every node must share it to read the secrets it seals (e.g. `openssl rand -base64 32`)"
+                        .into(),
+                );
+                None
+            }
             (None, Mode::Development) => {
                 match development_master_key(&self.database_url, create_key_file) {
                     Ok(pair) => Some(pair),
@@ -441,6 +450,11 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     }
     let mut f = opts.open(path)?;
     f.write_all(content.as_bytes())
+}
+
+/// Whether the URL names a PostgreSQL database (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(database_url: &str) -> bool {
+    database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
 }
 
 /// The file path of a `sqlite://` URL, or `None` for an in-memory database.
