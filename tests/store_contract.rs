@@ -114,6 +114,13 @@ macro_rules! all_checks {
                 verify_consumes_once_and_locks_after_five_wrong_codes,
                 jobs_are_claimed_leased_and_finished_under_their_claim,
                 jobs_are_unique_by_key,
+                apps_are_updated_in_place_and_unique_by_name_per_tenant,
+                templates_are_updated_in_place_and_unique_by_name_per_app,
+                flows_are_updated_in_place_and_unique_by_name_per_tenant,
+                a_failed_merchant_insert_leaves_nothing_behind,
+                the_outbox_lists_newest_first,
+                backfill_rates_and_postbacks_are_upserts,
+                racing_writers_of_nonces_keys_and_products_agree,
             ]
         );
     };
@@ -756,4 +763,434 @@ async fn jobs_are_unique_by_key(s: &dyn Store) {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].key, "flow:session-1:0");
     assert_eq!(listed[0].step, Some(0));
+}
+
+fn conflict<T: std::fmt::Debug>(r: StoreResult<T>) {
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+}
+
+async fn apps_are_updated_in_place_and_unique_by_name_per_tenant(s: &dyn Store) {
+    let (t1, mut a) = tenant_with_app(s, "ap1", None).await;
+    let (t2, _) = tenant_with_app(s, "ap2", None).await;
+    let got = s.get_app(&a.app_id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.tenant_id, got.name.as_str(), got.code_expiry),
+        (t1, a.name.as_str(), 5)
+    );
+    assert_eq!(got.phone_limit, LimitSetting::default());
+    assert!(s.get_app("Anothere").await.unwrap().is_none());
+
+    // An update is seen by the next read (no stale copy survives it).
+    a.name = "renamed app".into();
+    a.code_expiry = 10;
+    a.total_limit = LimitSetting {
+        enabled: true,
+        unit: Some(1),
+        period: Some(1),
+        limit: Some(1000),
+    };
+    s.update_app(&a).await.unwrap();
+    let got = s.get_app(&a.app_id).await.unwrap().unwrap();
+    assert_eq!((got.name.as_str(), got.code_expiry), ("renamed app", 10));
+    assert_eq!(got.total_limit, a.total_limit);
+    assert_eq!(got.created_ms, T0);
+    let (via_send, none) = s.app_with_template(&a.app_id, None).await.unwrap();
+    assert_eq!(via_send.unwrap().total_limit, a.total_limit);
+    assert!(none.is_none());
+
+    // Names are unique per tenant, on insert and on rename; another tenant may reuse one.
+    conflict(
+        s.insert_app(&App {
+            app_id: "Adupname".into(),
+            ..a.clone()
+        })
+        .await,
+    );
+    assert!(s.get_app("Adupname").await.unwrap().is_none());
+    s.insert_app(&App {
+        app_id: "Aother02".into(),
+        tenant_id: t2,
+        ..a.clone()
+    })
+    .await
+    .unwrap();
+    let mut second = app("Asecond1", t1, None);
+    s.insert_app(&second).await.unwrap();
+    second.name = "renamed app".into();
+    conflict(s.update_app(&second).await);
+    assert_eq!(
+        s.get_app("Asecond1").await.unwrap().unwrap().name,
+        "app Asecond1"
+    );
+    // So are app ids.
+    conflict(s.insert_app(&app("Asecond1", t2, None)).await);
+}
+
+async fn templates_are_updated_in_place_and_unique_by_name_per_app(s: &dyn Store) {
+    let (t1, a) = tenant_with_app(s, "tp1", None).await;
+    let (t2, b) = tenant_with_app(s, "tp2", None).await;
+    let under = |tenant_id: i64, app: &App, name: &str| Template {
+        tenant_id,
+        app_id: app.app_id.clone(),
+        ..template(name)
+    };
+    let mut login = under(t1, &a, "Login");
+    login.template_id = s.insert_template(&login).await.unwrap();
+    let mut pay = under(t1, &a, "Pay");
+    pay.sender_id = Some("ACME".into());
+    pay.template_id = s.insert_template(&pay).await.unwrap();
+    assert_ne!(login.template_id, pay.template_id);
+    let other = s.insert_template(&under(t2, &b, "Login")).await.unwrap();
+
+    let got = s.get_template(pay.template_id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.tenant_id,
+            got.app_id.as_str(),
+            got.name.as_str(),
+            got.text.as_str()
+        ),
+        (t1, a.app_id.as_str(), "Pay", "##code## for Pay")
+    );
+    assert_eq!(got.sender_id.as_deref(), Some("ACME"));
+    assert_eq!(
+        (
+            got.code_type,
+            got.code_length,
+            got.speech_rate,
+            got.language.as_str(),
+            got.max_duration,
+            got.repeat_cnt,
+            got.created_ms
+        ),
+        (1, 6, 50, "EN", 59, 1, T0)
+    );
+    assert!(s.get_template(other + 1000).await.unwrap().is_none());
+
+    // An update is seen by the next read, whichever call reads it.
+    pay.text = "Your code: ##code##".into();
+    pay.code_length = 4;
+    pay.sender_id = None;
+    s.update_template(&pay).await.unwrap();
+    let got = s.get_template(pay.template_id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.text.as_str(), got.code_length, got.sender_id),
+        ("Your code: ##code##", 4, None)
+    );
+    let (app_row, t) = s
+        .app_with_template(&a.app_id, Some(pay.template_id))
+        .await
+        .unwrap();
+    assert_eq!(app_row.unwrap().app_id, a.app_id);
+    assert_eq!(t.unwrap().text, "Your code: ##code##");
+    // The app and the template are looked up independently.
+    let (none, t) = s
+        .app_with_template("Anothere", Some(login.template_id))
+        .await
+        .unwrap();
+    assert!(none.is_none());
+    assert_eq!(t.unwrap().name, "Login");
+    let (app_row, none) = s
+        .app_with_template(&a.app_id, Some(other + 1000))
+        .await
+        .unwrap();
+    assert!(app_row.is_some() && none.is_none());
+
+    // Names are unique per app, on insert and on rename.
+    conflict(s.insert_template(&under(t1, &a, "Login")).await);
+    login.name = "Pay".into();
+    conflict(s.update_template(&login).await);
+    assert_eq!(
+        s.get_template(login.template_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "Login"
+    );
+
+    // A tenant's templates, oldest first.
+    let listed: Vec<_> = s
+        .list_templates(t1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.template_id, t.name))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (login.template_id, "Login".to_string()),
+            (pay.template_id, "Pay".to_string())
+        ]
+    );
+    assert_eq!(s.list_templates(t2).await.unwrap().len(), 1);
+    assert!(s.list_templates(t2 + 1000).await.unwrap().is_empty());
+}
+
+async fn flows_are_updated_in_place_and_unique_by_name_per_tenant(s: &dyn Store) {
+    use otpgate::domain::flow::{FlowChannel, FlowNode};
+    let (t1, _) = tenant_with_app(s, "fl1", None).await;
+    let (t2, _) = tenant_with_app(s, "fl2", None).await;
+    let node = |waiting_time: i64, channel: FlowChannel| FlowNode {
+        waiting_time,
+        status: 1,
+        channel,
+        channel_cut: 0,
+    };
+    let flow = |tenant_id: i64, name: &str, nodes: Vec<FlowNode>| Flow {
+        flow_id: 0,
+        tenant_id,
+        name: name.to_string(),
+        nodes,
+        created_ms: T0,
+    };
+    let mut first = flow(t1, "Fallback", vec![node(30, FlowChannel::Sms)]);
+    first.flow_id = s.insert_flow(&first).await.unwrap();
+    let second = s
+        .insert_flow(&flow(t1, "Voice", vec![node(60, FlowChannel::Call)]))
+        .await
+        .unwrap();
+    assert!(second > first.flow_id);
+    // Another tenant may reuse a name.
+    let other = s.insert_flow(&flow(t2, "Fallback", vec![])).await.unwrap();
+
+    let got = s.get_flow(first.flow_id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.tenant_id, got.name.as_str(), got.created_ms),
+        (t1, "Fallback", T0)
+    );
+    assert_eq!(got.nodes, first.nodes);
+    assert!(s.get_flow(other + 1000).await.unwrap().is_none());
+
+    // An update is seen by the next read.
+    first.name = "Fallback 2".into();
+    first.nodes = vec![node(45, FlowChannel::Call), node(120, FlowChannel::Sms)];
+    s.update_flow(&first).await.unwrap();
+    let got = s.get_flow(first.flow_id).await.unwrap().unwrap();
+    assert_eq!(got.name, "Fallback 2");
+    assert_eq!(got.nodes, first.nodes);
+
+    // Names are unique per tenant, on insert and on rename.
+    conflict(s.insert_flow(&flow(t1, "Voice", vec![])).await);
+    first.name = "Voice".into();
+    conflict(s.update_flow(&first).await);
+
+    let listed: Vec<_> = s
+        .list_flows(t1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.flow_id, f.name, f.nodes.len()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (first.flow_id, "Fallback 2".to_string(), 2),
+            (second, "Voice".to_string(), 1)
+        ]
+    );
+    assert_eq!(s.list_flows(t2).await.unwrap().len(), 1);
+}
+
+async fn a_failed_merchant_insert_leaves_nothing_behind(s: &dyn Store) {
+    let merchant = |key: &str, app_id: &str| NewMerchant {
+        tenant: new_tenant(key),
+        public_key: "PEM".into(),
+        sandbox: false,
+        app: app(app_id, 0, None),
+        templates: vec![template("Shop"), template("Shop")],
+    };
+    let m = s
+        .insert_merchant(&merchant("mk1", "Mfirst01"))
+        .await
+        .unwrap();
+    // A repeated name is one product template.
+    assert_eq!(m.products.len(), 2);
+    assert_eq!(m.products[0], m.products[1]);
+    assert_eq!(s.list_templates(m.tenant.id).await.unwrap().len(), 1);
+
+    // The app id is taken: the tenant row written before it is undone too.
+    conflict(s.insert_merchant(&merchant("mk2", "Mfirst01")).await);
+    assert!(s.tenant_by_key("mk2").await.unwrap().is_none());
+    // The key is taken: nothing of the second merchant is written.
+    conflict(s.insert_merchant(&merchant("mk1", "Msecond1")).await);
+    assert!(s.get_app("Msecond1").await.unwrap().is_none());
+    assert_eq!(s.list_merchants().await.unwrap().len(), 1);
+    assert_eq!(s.list_tenants().await.unwrap().len(), 1);
+
+    // Merchant commands reach merchants, and are seen on the next read.
+    assert!(
+        !s.set_tenant_enabled(tenant_kind::BUKA, "mk1", false)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.set_tenant_enabled(tenant_kind::SGATE, "mk1", false)
+            .await
+            .unwrap()
+    );
+    let allow = vec!["203.0.113.7".to_string()];
+    assert!(
+        s.set_tenant_allow_ips(tenant_kind::SGATE, "mk1", &allow)
+            .await
+            .unwrap()
+    );
+    let m = s.merchant_by_key("mk1").await.unwrap().unwrap();
+    assert!(!m.tenant.enabled);
+    assert_eq!(m.tenant.allow_ips, allow);
+    assert!(!m.sandbox);
+    assert_eq!(m.public_key, "PEM");
+}
+
+async fn the_outbox_lists_newest_first(s: &dyn Store) {
+    assert!(s.list_outbox(10).await.unwrap().is_empty());
+    for i in 0..3 {
+        s.insert_outbox(&OutboxEntry {
+            id: 0,
+            at_ms: T0 + i,
+            channel: "sms".into(),
+            to: format!("96650000000{i}"),
+            sender: (i == 1).then(|| "ACME".to_string()),
+            text: format!("code {i}"),
+            verification_id: format!("v{i}"),
+            attempt_id: (i != 2).then_some(i + 10),
+        })
+        .await
+        .unwrap();
+    }
+    let listed = s.list_outbox(2).await.unwrap();
+    let texts: Vec<_> = listed.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts, ["code 2", "code 1"]);
+    assert!(listed[0].id > listed[1].id);
+    let e = &listed[1];
+    assert_eq!(
+        (
+            e.at_ms,
+            e.channel.as_str(),
+            e.to.as_str(),
+            e.sender.as_deref(),
+            e.verification_id.as_str(),
+            e.attempt_id
+        ),
+        (T0 + 1, "sms", "966500000001", Some("ACME"), "v1", Some(11))
+    );
+    assert_eq!(listed[0].attempt_id, None);
+    assert_eq!(listed[0].sender, None);
+    assert_eq!(s.list_outbox(10).await.unwrap().len(), 3);
+}
+
+/// The trait has no reader for these: what is checked is that a repeat overwrites instead of
+/// conflicting.
+async fn backfill_rates_and_postbacks_are_upserts(s: &dyn Store) {
+    let (t, a) = tenant_with_app(s, "bf", None).await;
+    let rate = BackfillRate {
+        tenant_id: t,
+        app_id: a.app_id.clone(),
+        mcc: 420,
+        backfill_number: Some(90),
+        backfill_base: Some(100),
+        rate_bp: 9000,
+        callback_ms: T0,
+        received_ms: T0,
+    };
+    s.upsert_backfill_rate(&rate).await.unwrap();
+    s.upsert_backfill_rate(&BackfillRate {
+        backfill_number: None,
+        backfill_base: None,
+        rate_bp: 8550,
+        received_ms: T0 + 1,
+        ..rate.clone()
+    })
+    .await
+    .unwrap();
+    s.upsert_backfill_rate(&BackfillRate { mcc: 424, ..rate })
+        .await
+        .unwrap();
+    let postback = Postback {
+        verification_id: "pb1".into(),
+        tenant_id: t,
+        app_id: a.app_id.clone(),
+        number: Some("966512345678".into()),
+        backfill_ms: T0,
+        received_ms: T0,
+    };
+    s.record_postback(&postback).await.unwrap();
+    s.record_postback(&Postback {
+        number: None,
+        received_ms: T0 + 1,
+        ..postback
+    })
+    .await
+    .unwrap();
+}
+
+async fn racing_writers_of_nonces_keys_and_products_agree(s: &dyn Store) {
+    // Expired nonces for the sweeps to find while the race runs.
+    for i in 0..80 {
+        assert!(
+            s.remember_nonce(1, &format!("old{i}"), T0, T0 + 10)
+                .await
+                .unwrap()
+        );
+    }
+    let now = T0 + 1_000;
+    // One nonce, twenty requests at once: one is recorded, the rest are replays. The same
+    // for an expired nonce being reused, and for fresh nonces reusing the expired ones.
+    for nonce in ["fresh", "old0"] {
+        let results = futures::future::join_all(
+            (0..20).map(|_| async move { s.remember_nonce(1, nonce, now, now + 600_000).await }),
+        )
+        .await;
+        let recorded = results.iter().filter(|r| matches!(r, Ok(true))).count();
+        assert_eq!(recorded, 1, "{nonce}: {results:?}");
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        assert!(s.nonce_seen(1, nonce, now).await.unwrap());
+    }
+    let results = futures::future::join_all((1..80).map(|i| async move {
+        s.remember_nonce(1, &format!("old{i}"), now, now + 600_000)
+            .await
+    }))
+    .await;
+    assert!(results.iter().all(|r| matches!(r, Ok(true))), "{results:?}");
+
+    // Server keys generated at once: every caller gets the same one.
+    let keys = futures::future::join_all((0..10).map(|i| async move {
+        s.insert_system_key("race", &format!("sealed-{i}"), &format!("PUB-{i}"), T0)
+            .await
+            .unwrap()
+    }))
+    .await;
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+    assert_eq!(s.system_key("race").await.unwrap().as_ref(), Some(&keys[0]));
+
+    // Updates of one merchant naming the same new product: one template for it, no conflict.
+    s.insert_merchant(&NewMerchant {
+        tenant: new_tenant("race-m"),
+        public_key: "PEM".into(),
+        sandbox: true,
+        app: app("Mrace001", 0, None),
+        templates: vec![template("Shop")],
+    })
+    .await
+    .unwrap();
+    let updated = futures::future::join_all((0..8).map(|_| async {
+        s.update_merchant(
+            "race-m",
+            &MerchantUpdate {
+                templates: Some(vec![template("Shop"), template("Wallet")]),
+                ..Default::default()
+            },
+        )
+        .await
+    }))
+    .await;
+    let updated: Vec<Merchant> = updated
+        .into_iter()
+        .map(|r| r.expect("update").expect("merchant"))
+        .collect();
+    assert!(updated.iter().all(|m| m.products == updated[0].products));
+    let m = s.merchant_by_key("race-m").await.unwrap().unwrap();
+    assert_eq!(m.products, updated[0].products);
+    assert_eq!(s.list_templates(m.tenant.id).await.unwrap().len(), 2);
 }
