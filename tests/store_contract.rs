@@ -2,7 +2,7 @@
 //!
 //! Each check is an `async fn(&dyn Store)`; `contract!` runs all of them against a backend,
 //! each check on a fresh, empty database: a SQLite file, or a PostgreSQL schema of its own on
-//! the server at `OTPGATE_TEST_POSTGRES` (default `postgres://127.0.0.1:5432/test`). Without
+//! the server at `OTPGATE_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`). Without
 //! that server the PostgreSQL checks skip, except under `CI=true`, where they fail.
 
 use std::sync::Arc;
@@ -13,28 +13,49 @@ use otpgate::store::postgres::PgStore;
 use otpgate::store::sqlite::SqliteStore;
 use otpgate::store::*;
 
-/// A fresh, migrated store, and what removes its database afterwards.
+/// A fresh, migrated store, and what removes its database afterwards (fields drop in order:
+/// the store first).
 struct Opened {
     store: SharedStore,
+    #[allow(dead_code)]
     cleanup: Cleanup,
 }
 
 enum Cleanup {
     /// The SQLite file goes with its directory.
     Dir(#[allow(dead_code)] tempfile::TempDir),
-    /// The PostgreSQL schema is dropped over this pool.
-    Schema(sqlx::PgPool, String),
+    /// The PostgreSQL schema is dropped when this goes, even after a failed check.
+    Schema(SchemaGuard),
 }
 
-impl Opened {
-    async fn close(self) {
-        drop(self.store);
-        if let Cleanup::Schema(admin, schema) = self.cleanup {
-            let drop_sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop_sql))
-                .execute(&admin)
-                .await;
-        }
+struct SchemaGuard {
+    base: String,
+    schema: String,
+}
+
+impl Drop for SchemaGuard {
+    /// On a thread of its own with its own runtime: this may run while a panic unwinds out of
+    /// the test's runtime.
+    fn drop(&mut self) {
+        let (base, schema) = (self.base.clone(), self.schema.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(admin) = sqlx::PgPool::connect(&base).await {
+                    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&admin)
+                        .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
     }
 }
 
@@ -52,7 +73,7 @@ async fn open_sqlite() -> Option<Opened> {
 /// The PostgreSQL server the checks run against.
 fn postgres_url() -> String {
     std::env::var("OTPGATE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://127.0.0.1:5432/test".to_string())
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
 /// A store on a schema of its own; `None` (skip) when there is no server, outside CI.
@@ -71,12 +92,17 @@ async fn open_postgres() -> Option<Opened> {
         .execute(&admin)
         .await
         .expect("create schema");
+    admin.close().await;
+    let guard = SchemaGuard {
+        base: base.clone(),
+        schema: schema.clone(),
+    };
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
     let store = PgStore::connect(&url).await.expect("open postgres");
     Some(Opened {
         store: Arc::new(store),
-        cleanup: Cleanup::Schema(admin, schema),
+        cleanup: Cleanup::Schema(guard),
     })
 }
 
@@ -88,7 +114,6 @@ macro_rules! contract {
                 async fn $check() {
                     let Some(opened) = $open.await else { return };
                     super::$check(&*opened.store).await;
-                    opened.close().await;
                 }
             )*
         }
