@@ -146,6 +146,15 @@ macro_rules! all_checks {
                 the_outbox_lists_newest_first,
                 backfill_rates_and_postbacks_are_upserts,
                 racing_writers_of_nonces_keys_and_products_agree,
+                concurrent_sends_of_one_order_create_one_session,
+                start_attempt_moves_a_waiting_attempt_once,
+                flow_steps_fire_under_their_claim_while_the_session_is_open,
+                receipts_apply_under_their_guard_and_are_found_by_message,
+                a_job_outcome_records_its_attempt_and_follow_ups_under_its_claim,
+                job_stats_count_the_due_free_jobs,
+                recovered_claims_are_freed_and_no_longer_hold,
+                concurrent_claimers_never_share_a_job,
+                a_receipt_racing_its_timeout_settles_once,
             ]
         );
     };
@@ -485,6 +494,7 @@ async fn the_phone_limit_counts_atomically(s: &dyn Store) {
             limit: 1
         })
     );
+    warm_up(s).await;
     let results = futures::future::join_all((0..40).map(|i| {
         let ns = send(t, &a, "966500000009", &format!("c{i:02}"), None, T0);
         async move { s.create_send(&ns).await.unwrap() }
@@ -647,6 +657,7 @@ async fn verify_consumes_once_and_locks_after_five_wrong_codes(s: &dyn Store) {
         VerifyLookup::Unknown
     ));
     // Twenty correct verifies at once: exactly one consumes the session.
+    warm_up(s).await;
     let results = futures::future::join_all(
         (0..20).map(|_| async { outcome(verify_with(s, "v-ok", t, "123456", T0 + 1).await) }),
     )
@@ -1218,4 +1229,809 @@ async fn racing_writers_of_nonces_keys_and_products_agree(s: &dyn Store) {
     let m = s.merchant_by_key("race-m").await.unwrap().unwrap();
     assert_eq!(m.products, updated[0].products);
     assert_eq!(s.list_templates(m.tenant.id).await.unwrap().len(), 2);
+}
+
+/// Opens the store's connections before a concurrency check, so that its calls do run at
+/// once instead of one after the other while a pool connects.
+async fn warm_up(s: &dyn Store) {
+    futures::future::join_all((0..16).map(|_| s.ping())).await;
+}
+
+/// A send whose attempt waits in the queue: `pending`, its deliver job free and due at once.
+fn queued(tenant_id: i64, app: &App, phone: &str, verification_id: &str, now_ms: i64) -> NewSend {
+    let mut ns = send(tenant_id, app, phone, verification_id, None, now_ms);
+    ns.attempt.sending = None;
+    ns.claim = None;
+    ns
+}
+
+async fn attempt(s: &dyn Store, session_id: &str, id: i64) -> Attempt {
+    s.attempts_for_session(session_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.id == id)
+        .unwrap_or_else(|| panic!("attempt {id} of {session_id}"))
+}
+
+async fn job_keys(s: &dyn Store) -> Vec<String> {
+    s.list_jobs(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.key)
+        .collect()
+}
+
+async fn concurrent_sends_of_one_order_create_one_session(s: &dyn Store) {
+    let (t, a) = tenant_with_app(s, "ord", None).await;
+    warm_up(s).await;
+    let results = futures::future::join_all((0..12).map(|i| {
+        let ns = send(
+            t,
+            &a,
+            "966512345678",
+            &format!("po{i:02}"),
+            Some("order-x"),
+            T0,
+        );
+        async move { s.create_send(&ns).await.unwrap() }
+    }))
+    .await;
+    let winners: Vec<_> = results
+        .iter()
+        .filter_map(|r| match r {
+            SendOutcome::Created { session_id, .. } => Some(session_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for r in &results {
+        match r {
+            SendOutcome::Created { .. } => {}
+            SendOutcome::DuplicateOrder { verification_id } => {
+                assert_eq!(verification_id, &winners[0])
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        s.session_by_order(t, "order-x").await.unwrap().unwrap().id,
+        winners[0]
+    );
+}
+
+async fn start_attempt_moves_a_waiting_attempt_once(s: &dyn Store) {
+    let (t, a) = tenant_with_app(s, "st", None).await;
+    let (session_id, id) = created(
+        s.create_send(&queued(t, &a, "966512345678", "s1", T0))
+            .await
+            .unwrap(),
+    );
+    let waiting = attempt(s, &session_id, id).await;
+    assert_eq!(
+        (
+            waiting.gateway_state.as_str(),
+            waiting.report_state.as_str()
+        ),
+        (gateway::PENDING, report::UNKNOWN)
+    );
+    assert_eq!(waiting.send_ms, None);
+    let jobs = s.list_jobs(10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].key, format!("deliver:{id}"));
+    assert_eq!((jobs[0].owner.as_deref(), jobs[0].due_ms), (None, T0));
+    let (session, _) = s.session_with_attempts(&session_id).await.unwrap().unwrap();
+    assert!(!session.submitted);
+
+    match s.start_attempt(id, T0 + 10).await.unwrap() {
+        StartAttempt::Ready { attempt, session } => {
+            assert_eq!(attempt.id, id);
+            assert_eq!(attempt.gateway_state, gateway::SENDING);
+            assert_eq!(attempt.report_state, report::PENDING);
+            assert_eq!(attempt.send_ms, Some(T0 + 10));
+            assert_eq!(session.id, session_id);
+        }
+        other => panic!("{other:?}"),
+    }
+    let (session, attempts) = s.session_with_attempts(&session_id).await.unwrap().unwrap();
+    assert!(session.submitted);
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].gateway_state, gateway::SENDING);
+    // Picked up again while `sending` (its worker vanished): not sent a second time.
+    match s.start_attempt(id, T0 + 20).await.unwrap() {
+        StartAttempt::Interrupted { attempt, session } => {
+            assert_eq!((attempt.id, session.id.as_str()), (id, session_id.as_str()))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Once the route has answered there is nothing to do; nor for an unknown attempt.
+    let answered = AttemptUpdate {
+        gateway_state: Some(gateway::SUCCESS.into()),
+        ..AttemptUpdate::default()
+    };
+    assert!(
+        s.apply_receipt(id, AttemptGuard::Any, &answered)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        s.start_attempt(id, T0 + 30).await.unwrap(),
+        StartAttempt::Settled
+    ));
+    assert!(matches!(
+        s.start_attempt(id + 1_000, T0 + 30).await.unwrap(),
+        StartAttempt::Settled
+    ));
+
+    // A waiting attempt of an expired session is not sent, and stays as it was.
+    let (s2, id2) = created(
+        s.create_send(&queued(t, &a, "966512345679", "s2", T0))
+            .await
+            .unwrap(),
+    );
+    match s.start_attempt(id2, T0 + 300_000).await.unwrap() {
+        StartAttempt::Closed { attempt } => assert_eq!(attempt.id, id2),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(attempt(s, &s2, id2).await.gateway_state, gateway::PENDING);
+
+    // Nor one of a session verified before it went out.
+    let (s3, id3) = created(
+        s.create_send(&queued(t, &a, "966512345670", "s3", T0))
+            .await
+            .unwrap(),
+    );
+    assert!(matches!(
+        s.start_attempt(id3, T0 + 1).await.unwrap(),
+        StartAttempt::Ready { .. }
+    ));
+    let mut resend = queued(t, &a, "966512345670", "s3-resend", T0 + 2);
+    resend.kind = "resend";
+    resend.target = SendTarget::Resend {
+        session_id: s3.clone(),
+        fresh: StoredCode {
+            hash: hash(&s3, "999999"),
+            sealed: "fresh".into(),
+            expires_ms: T0 + 300_002,
+        },
+    };
+    let (_, id4) = created(s.create_send(&resend).await.unwrap());
+    assert_eq!(
+        outcome(verify_with(s, "s3", t, "123456", T0 + 3).await),
+        VerifyOutcome::Matched
+    );
+    match s.start_attempt(id4, T0 + 4).await.unwrap() {
+        StartAttempt::Closed { attempt } => assert_eq!(attempt.id, id4),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(attempt(s, &s3, id4).await.gateway_state, gateway::PENDING);
+}
+
+async fn flow_steps_fire_under_their_claim_while_the_session_is_open(s: &dyn Store) {
+    let (t, a) = tenant_with_app(s, "fl", None).await;
+    let (session_id, first) = created(
+        s.create_send(&send(t, &a, "966512345678", "f1", None, T0))
+            .await
+            .unwrap(),
+    );
+    s.ensure_jobs(&[NewJob::flow(&session_id, first, 1, T0 + 30_000)], T0)
+        .await
+        .unwrap();
+    // The first attempt's deliver job is still held by node-a: only the flow job is taken.
+    let claimed = s
+        .claim_jobs("node-b", T0 + 30_000, T0 + 90_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].kind, job_kind::FLOW);
+    let flow = claimed[0].clone();
+    let fire = |job: JobRef, now_ms: i64| FlowFire {
+        job,
+        session_id: session_id.clone(),
+        verification_id: "f1".into(),
+        attempt: NewAttempt {
+            channel: "voice".into(),
+            route: "r2".into(),
+            provider: "memory".into(),
+            sender: None,
+            mcc: Some(420),
+            flow_step: Some(2),
+            sending: Some(SendingInfo::default()),
+        },
+        now_ms,
+        claim: NewClaim {
+            owner: "node-b".into(),
+            lease_until_ms: now_ms + 60_000,
+        },
+    };
+    // Under a claim that is not the current one: nothing happens.
+    let mut stale = flow.claim();
+    stale.tries += 1;
+    assert_eq!(
+        s.fire_flow_step(&fire(stale, T0 + 30_001)).await.unwrap(),
+        FlowFired::Lost
+    );
+    assert!(job_keys(s).await.contains(&flow.key));
+    assert_eq!(s.attempts_for_session(&session_id).await.unwrap().len(), 1);
+
+    let (attempt_id, job) = match s
+        .fire_flow_step(&fire(flow.claim(), T0 + 30_001))
+        .await
+        .unwrap()
+    {
+        FlowFired::Created {
+            attempt_id,
+            job,
+            code_sealed,
+        } => {
+            assert_eq!(code_sealed, "sealed-f1");
+            (attempt_id, job)
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((job.owner.as_str(), job.tries), ("node-b", 1));
+    let attempts = s.attempts_for_session(&session_id).await.unwrap();
+    assert_eq!(attempts.len(), 2);
+    let new = &attempts[1];
+    assert_eq!(new.id, attempt_id);
+    assert_eq!(
+        (
+            new.verification_id.as_str(),
+            new.channel.as_str(),
+            new.route.as_str()
+        ),
+        ("f1", "voice", "r2")
+    );
+    assert_eq!(new.gateway_state, gateway::SENDING);
+    assert_eq!(new.flow_step, Some(2));
+    let jobs = s.list_jobs(10).await.unwrap();
+    assert!(!jobs.iter().any(|j| j.key == flow.key), "{jobs:?}");
+    let deliver = jobs
+        .iter()
+        .find(|j| j.key == format!("deliver:{attempt_id}"))
+        .expect("the new attempt's deliver job");
+    assert_eq!(deliver.claim(), job);
+    assert_eq!(deliver.lease_ms, Some(T0 + 90_001));
+    // The flow job is gone: firing it again finds no claim.
+    assert_eq!(
+        s.fire_flow_step(&fire(flow.claim(), T0 + 30_002))
+            .await
+            .unwrap(),
+        FlowFired::Lost
+    );
+
+    // The session is verified before the next node: the node's job goes, nothing else.
+    s.ensure_jobs(&[NewJob::flow(&session_id, attempt_id, 2, T0 + 40_000)], T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(verify_with(s, "f1", t, "123456", T0 + 35_000).await),
+        VerifyOutcome::Matched
+    );
+    let claimed = s
+        .claim_jobs("node-c", T0 + 40_000, T0 + 100_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].step, Some(2));
+    assert_eq!(
+        s.fire_flow_step(&fire(claimed[0].claim(), T0 + 40_000))
+            .await
+            .unwrap(),
+        FlowFired::Closed
+    );
+    assert!(!job_keys(s).await.contains(&claimed[0].key));
+    assert_eq!(s.attempts_for_session(&session_id).await.unwrap().len(), 2);
+}
+
+async fn receipts_apply_under_their_guard_and_are_found_by_message(s: &dyn Store) {
+    let (t, a) = tenant_with_app(s, "rc", None).await;
+    let (s1, id) = created(
+        s.create_send(&send(t, &a, "966512345678", "rc1", None, T0))
+            .await
+            .unwrap(),
+    );
+    let receipt_key = format!("receipt:{id}");
+    s.ensure_jobs(&[NewJob::receipt_timeout(id, T0 + 600_000)], T0)
+        .await
+        .unwrap();
+    // The attempt is `sending`: a guard on other gateway states changes nothing.
+    let accepted = AttemptUpdate {
+        gateway_state: Some(gateway::SUCCESS.into()),
+        provider_message_id: Some("m-1".into()),
+        ..AttemptUpdate::default()
+    };
+    assert!(
+        !s.apply_receipt(
+            id,
+            AttemptGuard::Gateway(&[gateway::CREATE, gateway::PENDING]),
+            &accepted
+        )
+        .await
+        .unwrap()
+    );
+    let before = attempt(s, &s1, id).await;
+    assert_eq!(before.gateway_state, gateway::SENDING);
+    assert_eq!(before.provider_message_id, None);
+    assert!(job_keys(s).await.contains(&receipt_key));
+    // A guard that holds: applied, and the receipt timeout goes.
+    assert!(
+        s.apply_receipt(
+            id,
+            AttemptGuard::Gateway(&[gateway::PENDING, gateway::SENDING]),
+            &accepted
+        )
+        .await
+        .unwrap()
+    );
+    assert!(!job_keys(s).await.contains(&receipt_key));
+    assert_eq!(
+        attempt(s, &s1, id).await.provider_message_id.as_deref(),
+        Some("m-1")
+    );
+
+    // Found by route and message id (the latest attempt carrying it), or by route and id.
+    let found = s.attempt_by_message("r1", "m-1").await.unwrap().unwrap();
+    assert_eq!(found.id, id);
+    assert!(s.attempt_by_message("r2", "m-1").await.unwrap().is_none());
+    assert!(s.attempt_by_message("r1", "m-x").await.unwrap().is_none());
+    assert_eq!(
+        s.attempt_on_route("r1", id).await.unwrap().map(|a| a.id),
+        Some(id)
+    );
+    assert!(s.attempt_on_route("r2", id).await.unwrap().is_none());
+    assert!(
+        s.attempt_on_route("r1", id + 1_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Attempts still waiting for a receipt, by id: those with a message id only.
+    let (_, no_message) = created(
+        s.create_send(&send(t, &a, "966512345679", "rc2", None, T0))
+            .await
+            .unwrap(),
+    );
+    let (s3, id3) = created(
+        s.create_send(&send(t, &a, "966512345670", "rc3", None, T0))
+            .await
+            .unwrap(),
+    );
+    let tagged = |m: &str| AttemptUpdate {
+        provider_message_id: Some(m.into()),
+        ..AttemptUpdate::default()
+    };
+    assert!(
+        s.apply_receipt(id3, AttemptGuard::Any, &tagged("m-3"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.pending_receipts("r1", 10).await.unwrap(),
+        vec![(id, "m-1".to_string()), (id3, "m-3".to_string())]
+    );
+    assert_eq!(
+        s.pending_receipts("r1", 1).await.unwrap(),
+        vec![(id, "m-1".to_string())]
+    );
+    assert!(s.pending_receipts("r2", 10).await.unwrap().is_empty());
+    assert!(
+        s.apply_receipt(no_message, AttemptGuard::Any, &tagged("m-1"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.attempt_by_message("r1", "m-1").await.unwrap().unwrap().id,
+        no_message
+    );
+
+    // A receipt settles an unconfirmed attempt once.
+    s.ensure_jobs(&[NewJob::receipt_timeout(id, T0 + 600_000)], T0)
+        .await
+        .unwrap();
+    let delivered = AttemptUpdate {
+        report_state: Some(report::SUCCESS.into()),
+        done_ms: Some(T0 + 5_000),
+        ..AttemptUpdate::default()
+    };
+    let failed = AttemptUpdate {
+        report_state: Some(report::FAIL.into()),
+        reason: Some("rejected".into()),
+        ..AttemptUpdate::default()
+    };
+    assert!(
+        s.apply_receipt(id, AttemptGuard::Unconfirmed, &delivered)
+            .await
+            .unwrap()
+    );
+    assert!(!job_keys(s).await.contains(&receipt_key));
+    let settled = attempt(s, &s1, id).await;
+    assert!(settled.delivered());
+    // What the update leaves out stays.
+    assert_eq!(settled.gateway_state, gateway::SUCCESS);
+    assert_eq!(settled.provider_message_id.as_deref(), Some("m-1"));
+    assert_eq!(settled.done_ms, Some(T0 + 5_000));
+    assert!(
+        !s.apply_receipt(id, AttemptGuard::Unconfirmed, &failed)
+            .await
+            .unwrap()
+    );
+    assert!(attempt(s, &s1, id).await.delivered());
+
+    // Failed only by the receipt timeout, a late receipt still tells the truth; failed by a
+    // receipt, it is settled.
+    let timed_out = AttemptUpdate {
+        report_state: Some(report::FAIL.into()),
+        reason: Some(report::NO_DELIVERY_REPORT.into()),
+        ..AttemptUpdate::default()
+    };
+    assert!(
+        s.apply_receipt(id3, AttemptGuard::Any, &timed_out)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.apply_receipt(id3, AttemptGuard::Unconfirmed, &delivered)
+            .await
+            .unwrap()
+    );
+    assert!(attempt(s, &s3, id3).await.delivered());
+    assert!(
+        s.apply_receipt(no_message, AttemptGuard::Any, &failed)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.apply_receipt(no_message, AttemptGuard::Unconfirmed, &delivered)
+            .await
+            .unwrap()
+    );
+}
+
+async fn a_job_outcome_records_its_attempt_and_follow_ups_under_its_claim(s: &dyn Store) {
+    let (t, a) = tenant_with_app(s, "fj", None).await;
+    let (session_id, id) = created(
+        s.create_send(&queued(t, &a, "966512345678", "fj1", T0))
+            .await
+            .unwrap(),
+    );
+    let claimed = s.claim_jobs("w", T0, T0 + 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].key, format!("deliver:{id}"));
+    assert_eq!(claimed[0].tries, 1);
+    let done = JobOutcome {
+        job: claimed[0].claim(),
+        now_ms: T0 + 5,
+        attempt: Some((
+            id,
+            AttemptGuard::Gateway(&[gateway::PENDING, gateway::SENDING]),
+            AttemptUpdate {
+                gateway_state: Some(gateway::SUCCESS.into()),
+                report_state: Some(report::PENDING.into()),
+                provider_message_id: Some("m-9".into()),
+                send_ms: Some(T0 + 5),
+                ..AttemptUpdate::default()
+            },
+        )),
+        follow_ups: vec![
+            NewJob::receipt_timeout(id, T0 + 600_000),
+            NewJob::flow(&session_id, id, 1, T0 + 30_000),
+        ],
+        next: JobNext::Delete,
+    };
+    // Under a claim that is not the current one, nothing at all is written.
+    let mut stale = done.clone();
+    stale.job.tries += 1;
+    assert!(!s.finish_job(&stale).await.unwrap());
+    let (session, attempts) = s.session_with_attempts(&session_id).await.unwrap().unwrap();
+    assert!(!session.submitted);
+    assert_eq!(attempts[0].gateway_state, gateway::PENDING);
+    assert_eq!(job_keys(s).await, vec![format!("deliver:{id}")]);
+
+    assert!(s.finish_job(&done).await.unwrap());
+    let (session, attempts) = s.session_with_attempts(&session_id).await.unwrap().unwrap();
+    assert!(session.submitted, "handed to its route");
+    assert_eq!(attempts[0].gateway_state, gateway::SUCCESS);
+    assert_eq!(attempts[0].provider_message_id.as_deref(), Some("m-9"));
+    assert_eq!(attempts[0].send_ms, Some(T0 + 5));
+    assert_eq!(
+        job_keys(s).await,
+        vec![format!("flow:{session_id}:1"), format!("receipt:{id}")]
+    );
+    // Follow-ups are unique by key like every job; and a finished job's claim is gone.
+    assert!(!s.finish_job(&done).await.unwrap());
+    assert_eq!(s.list_jobs(10).await.unwrap().len(), 2);
+
+    // An outcome whose attempt guard no longer holds still records the job's own outcome.
+    let flow = s
+        .claim_jobs("w", T0 + 30_000, T0 + 90_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(flow.len(), 1);
+    assert!(
+        s.finish_job(&JobOutcome {
+            job: flow[0].claim(),
+            now_ms: T0 + 30_000,
+            attempt: Some((
+                id,
+                AttemptGuard::Gateway(&[gateway::PENDING]),
+                AttemptUpdate {
+                    gateway_state: Some(gateway::FAIL.into()),
+                    ..AttemptUpdate::default()
+                },
+            )),
+            follow_ups: vec![],
+            next: JobNext::Reschedule {
+                due_ms: T0 + 50_000,
+            },
+        })
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        attempt(s, &session_id, id).await.gateway_state,
+        gateway::SUCCESS
+    );
+    let jobs = s.list_jobs(10).await.unwrap();
+    assert_eq!(jobs[0].key, format!("flow:{session_id}:1"));
+    assert_eq!(
+        (
+            jobs[0].due_ms,
+            jobs[0].owner.as_deref(),
+            jobs[0].lease_ms,
+            jobs[0].tries
+        ),
+        (T0 + 50_000, None, None, 1)
+    );
+    assert_eq!(jobs[0].last_error, None);
+}
+
+async fn job_stats_count_the_due_free_jobs(s: &dyn Store) {
+    assert_eq!(s.job_stats(T0).await.unwrap(), JobStats::default());
+    assert_eq!(s.next_due_ms().await.unwrap(), None);
+    s.ensure_jobs(
+        &[
+            NewJob::receipt_timeout(1, T0 + 1_000),
+            NewJob::receipt_timeout(2, T0 + 2_000),
+            NewJob::receipt_timeout(3, T0 + 9_000),
+        ],
+        T0,
+    )
+    .await
+    .unwrap();
+    let stats = |total, due, oldest| JobStats {
+        total,
+        due,
+        oldest_due_ms: oldest,
+    };
+    assert_eq!(
+        s.job_stats(T0 + 5_000).await.unwrap(),
+        stats(3, 2, Some(T0 + 1_000))
+    );
+    let claimed = s.claim_jobs("w", T0 + 5_000, T0 + 6_000, 1).await.unwrap();
+    assert_eq!(claimed[0].due_ms, T0 + 1_000);
+    assert_eq!(
+        s.job_stats(T0 + 5_000).await.unwrap(),
+        stats(3, 1, Some(T0 + 2_000))
+    );
+    assert_eq!(s.next_due_ms().await.unwrap(), Some(T0 + 2_000));
+    // Once the lease lapses the held job counts as due again.
+    assert_eq!(
+        s.job_stats(T0 + 6_000).await.unwrap(),
+        stats(3, 2, Some(T0 + 1_000))
+    );
+    assert_eq!(
+        s.job_stats(T0 + 10_000).await.unwrap(),
+        stats(3, 3, Some(T0 + 1_000))
+    );
+}
+
+/// Both backends free the claims whose lease has lapsed. What each does with a claim under a
+/// live lease differs by design (SQLite: one process per database, every claim found at
+/// start-up is an orphan; PostgreSQL: it may be another node's, and is kept — see
+/// `postgres_only`), so here only the count is checked against what was freed.
+async fn recovered_claims_are_freed_and_no_longer_hold(s: &dyn Store) {
+    s.ensure_jobs(
+        &[
+            NewJob::receipt_timeout(1, T0),
+            NewJob::receipt_timeout(2, T0 + 1),
+        ],
+        T0,
+    )
+    .await
+    .unwrap();
+    let gone = s.claim_jobs("gone", T0 + 1, T0 + 60_000, 10).await.unwrap();
+    assert_eq!(gone.len(), 2);
+    s.ensure_jobs(&[NewJob::receipt_timeout(3, T0 + 2)], T0)
+        .await
+        .unwrap();
+    assert_eq!(s.recover_claims(T0 + 120_000).await.unwrap(), 2);
+    let jobs = s.list_jobs(10).await.unwrap();
+    assert_eq!(jobs.len(), 3);
+    assert!(
+        jobs.iter()
+            .all(|j| j.owner.is_none() && j.lease_ms.is_none())
+    );
+    assert_eq!(s.next_due_ms().await.unwrap(), Some(T0));
+    // The freed claims no longer hold.
+    for j in &gone {
+        assert!(
+            !s.finish_job(&JobOutcome {
+                job: j.claim(),
+                now_ms: T0 + 120_000,
+                attempt: None,
+                follow_ups: vec![],
+                next: JobNext::Delete,
+            })
+            .await
+            .unwrap()
+        );
+    }
+    // Nothing held: nothing to free.
+    assert_eq!(s.recover_claims(T0 + 120_000).await.unwrap(), 0);
+    // Live claims: whatever a backend frees, it counts.
+    let live = s
+        .claim_jobs("live", T0 + 120_000, T0 + 180_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(live.len(), 3);
+    let freed = s.recover_claims(T0 + 130_000).await.unwrap();
+    let free_now = s
+        .list_jobs(10)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|j| j.owner.is_none())
+        .count();
+    assert_eq!(freed as usize, free_now);
+}
+
+async fn concurrent_claimers_never_share_a_job(s: &dyn Store) {
+    let jobs: Vec<NewJob> = (0..60)
+        .map(|i| NewJob::receipt_timeout(i, T0 + i))
+        .collect();
+    s.ensure_jobs(&jobs, T0).await.unwrap();
+    warm_up(s).await;
+    let per_worker = futures::future::join_all((0..6).map(|w| async move {
+        let owner = format!("w{w}");
+        let mut got = Vec::new();
+        loop {
+            let claimed = s
+                .claim_jobs(&owner, T0 + 1_000, T0 + 61_000, 4)
+                .await
+                .unwrap();
+            if claimed.is_empty() {
+                return (owner, got);
+            }
+            for j in &claimed {
+                assert_eq!(j.owner.as_deref(), Some(owner.as_str()));
+            }
+            got.extend(claimed.into_iter().map(|j| j.id));
+        }
+    }))
+    .await;
+    let mut all: Vec<i64> = per_worker
+        .iter()
+        .flat_map(|(_, ids)| ids.iter().copied())
+        .collect();
+    all.sort_unstable();
+    let claimed = all.len();
+    all.dedup();
+    assert_eq!(all.len(), claimed, "a job was claimed twice");
+    assert_eq!(claimed, 60);
+    // Each job is held by the one worker that got it, claimed once.
+    let listed = s.list_jobs(100).await.unwrap();
+    for (owner, ids) in &per_worker {
+        for id in ids {
+            let j = listed.iter().find(|j| j.id == *id).unwrap();
+            assert_eq!(
+                (j.owner.as_deref(), j.tries),
+                (Some(owner.as_str()), 1),
+                "{j:?}"
+            );
+        }
+    }
+}
+
+/// A receipt and its timeout, recorded at once: neither fails, and the receipt wins.
+async fn a_receipt_racing_its_timeout_settles_once(s: &dyn Store) {
+    let (t, a) = tenant_with_app(s, "race", None).await;
+    warm_up(s).await;
+    for i in 0..16 {
+        let (session_id, id) = created(
+            s.create_send(&send(
+                t,
+                &a,
+                &format!("9665123456{i:02}"),
+                &format!("race{i}"),
+                None,
+                T0,
+            ))
+            .await
+            .unwrap(),
+        );
+        s.ensure_jobs(&[NewJob::receipt_timeout(id, T0 + 1_000)], T0)
+            .await
+            .unwrap();
+        let timeout = s
+            .claim_jobs("w", T0 + 1_000, T0 + 61_000, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|j| j.key == format!("receipt:{id}"))
+            .expect("the receipt timeout");
+        let timed_out = JobOutcome {
+            job: timeout.claim(),
+            now_ms: T0 + 1_000,
+            attempt: Some((
+                id,
+                AttemptGuard::Unconfirmed,
+                AttemptUpdate {
+                    report_state: Some(report::FAIL.into()),
+                    reason: Some(report::NO_DELIVERY_REPORT.into()),
+                    done_ms: Some(T0 + 1_000),
+                    ..AttemptUpdate::default()
+                },
+            )),
+            follow_ups: vec![],
+            next: JobNext::Delete,
+        };
+        let delivered = AttemptUpdate {
+            report_state: Some(report::SUCCESS.into()),
+            done_ms: Some(T0 + 1_001),
+            ..AttemptUpdate::default()
+        };
+        let (finished, applied) = tokio::join!(
+            s.finish_job(&timed_out),
+            s.apply_receipt(id, AttemptGuard::Unconfirmed, &delivered)
+        );
+        finished.expect("the timeout is recorded or finds its job gone");
+        assert!(applied.expect("the receipt is recorded"), "try {i}");
+        assert!(attempt(s, &session_id, id).await.delivered(), "try {i}");
+        assert!(!job_keys(s).await.contains(&format!("receipt:{id}")));
+    }
+}
+
+/// What only the PostgreSQL store promises: several nodes share its database.
+mod postgres_only {
+    use super::*;
+
+    /// A starting node frees only lapsed claims: the ones a running node holds stay its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recover_claims_keeps_live_claims_of_other_nodes() {
+        let Some(opened) = open_postgres().await else {
+            return;
+        };
+        let s = &*opened.store;
+        s.ensure_jobs(
+            &[
+                NewJob::receipt_timeout(1, T0),
+                NewJob::receipt_timeout(2, T0),
+            ],
+            T0,
+        )
+        .await
+        .unwrap();
+        let dead = s.claim_jobs("dead", T0, T0 + 10_000, 1).await.unwrap();
+        let live = s.claim_jobs("live", T0, T0 + 60_000, 1).await.unwrap();
+        assert_eq!((dead.len(), live.len()), (1, 1));
+        assert_eq!(s.recover_claims(T0 + 20_000).await.unwrap(), 1);
+        let jobs = s.list_jobs(10).await.unwrap();
+        let held: Vec<_> = jobs.iter().filter_map(|j| j.owner.as_deref()).collect();
+        assert_eq!(held, ["live"]);
+        // The live claim still holds.
+        assert!(
+            s.finish_job(&JobOutcome {
+                job: live[0].claim(),
+                now_ms: T0 + 20_000,
+                attempt: None,
+                follow_ups: vec![],
+                next: JobNext::Delete,
+            })
+            .await
+            .unwrap()
+        );
+    }
 }
