@@ -17,17 +17,11 @@ use otpgate::store::*;
 /// the store first).
 struct Opened {
     store: SharedStore,
-    #[allow(dead_code)]
-    cleanup: Cleanup,
+    /// Removes the database when it goes: a SQLite file's directory, or a [`SchemaGuard`].
+    _keep: Box<dyn std::any::Any + Send>,
 }
 
-enum Cleanup {
-    /// The SQLite file goes with its directory.
-    Dir(#[allow(dead_code)] tempfile::TempDir),
-    /// The PostgreSQL schema is dropped when this goes, even after a failed check.
-    Schema(SchemaGuard),
-}
-
+/// Drops a PostgreSQL schema when it goes, even after a failed check.
 struct SchemaGuard {
     base: String,
     schema: String,
@@ -66,7 +60,7 @@ async fn open_sqlite() -> Option<Opened> {
     store.migrate().await.expect("migrate");
     Some(Opened {
         store: Arc::new(store),
-        cleanup: Cleanup::Dir(dir),
+        _keep: Box::new(dir),
     })
 }
 
@@ -102,7 +96,7 @@ async fn open_postgres() -> Option<Opened> {
     let store = PgStore::connect(&url).await.expect("open postgres");
     Some(Opened {
         store: Arc::new(store),
-        cleanup: Cleanup::Schema(guard),
+        _keep: Box::new(guard),
     })
 }
 
