@@ -7,6 +7,9 @@
 
 use std::sync::Arc;
 
+#[path = "common/pg_schema.rs"]
+mod pg_schema;
+
 use otpgate::domain::limits::{LimitSetting, PeriodLimit};
 use otpgate::domain::session::VerifyOutcome;
 use otpgate::store::postgres::PgStore;
@@ -21,38 +24,6 @@ struct Opened {
     _keep: Box<dyn std::any::Any + Send>,
 }
 
-/// Drops a PostgreSQL schema when it goes, even after a failed check.
-struct SchemaGuard {
-    base: String,
-    schema: String,
-}
-
-impl Drop for SchemaGuard {
-    /// On a thread of its own with its own runtime: this may run while a panic unwinds out of
-    /// the test's runtime.
-    fn drop(&mut self) {
-        let (base, schema) = (self.base.clone(), self.schema.clone());
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(admin) = sqlx::PgPool::connect(&base).await {
-                    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                        .execute(&admin)
-                        .await;
-                    admin.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 async fn open_sqlite() -> Option<Opened> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("contract.db").display());
@@ -64,35 +35,9 @@ async fn open_sqlite() -> Option<Opened> {
     })
 }
 
-/// The PostgreSQL server the checks run against.
-fn postgres_url() -> String {
-    std::env::var("OTPGATE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
-
 /// A store on a schema of its own; `None` (skip) when there is no server, outside CI.
 async fn open_postgres() -> Option<Opened> {
-    let base = postgres_url();
-    let admin = match sqlx::PgPool::connect(&base).await {
-        Ok(p) => p,
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipped: no PostgreSQL at {base} ({e})");
-            return None;
-        }
-        Err(e) => panic!("CI=true and no PostgreSQL at {base}: {e}"),
-    };
-    let schema = format!("contract_{}", otpgate::domain::ids::random_hex(6));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
-        .execute(&admin)
-        .await
-        .expect("create schema");
-    admin.close().await;
-    let guard = SchemaGuard {
-        base: base.clone(),
-        schema: schema.clone(),
-    };
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let (url, guard) = pg_schema::fresh_schema("contract").await?;
     let store = PgStore::connect(&url).await.expect("open postgres");
     Some(Opened {
         store: Arc::new(store),

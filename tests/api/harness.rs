@@ -27,7 +27,25 @@ pub struct TestApp {
     pub key: String,
     pub secret: String,
     pub _dir: TempDir,
+    /// The PostgreSQL schema of this test, when the suite runs on PostgreSQL.
+    _schema: Option<crate::pg_schema::SchemaGuard>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Which store the suite runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `OTPGATE_TEST_STORE=postgres` runs every test's server on a PostgreSQL schema of its own
+/// (see `tests/common/pg_schema.rs`); the default is a SQLite file per test.
+pub fn test_store() -> Backend {
+    match std::env::var("OTPGATE_TEST_STORE").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
 }
 
 impl Drop for TestApp {
@@ -87,7 +105,18 @@ impl TestApp {
         routes: impl FnOnce(otpgate::clock::SharedClock) -> Vec<Arc<MemoryProvider>>,
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let database_url = format!("sqlite://{}", dir.path().join("otpgate.db").display());
+        let (database_url, schema) = match test_store() {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("otpgate.db").display()),
+                None,
+            ),
+            Backend::Postgres => {
+                let (url, guard) = crate::pg_schema::fresh_schema("api")
+                    .await
+                    .expect("OTPGATE_TEST_STORE=postgres needs a PostgreSQL server");
+                (url, Some(guard))
+            }
+        };
         let mut cfg = Config {
             listen: "127.0.0.1:0".into(),
             database_url,
@@ -134,6 +163,7 @@ impl TestApp {
             key: created.tenant.api_key,
             secret: created.api_secret,
             _dir: dir,
+            _schema: schema,
             shutdown: Some(tx),
         }
     }

@@ -1,6 +1,8 @@
 //! One integration-test binary: every test starts the real server (see `harness`).
 
 mod harness;
+#[path = "../common/pg_schema.rs"]
+mod pg_schema;
 
 mod auth;
 mod catalog;
