@@ -1937,6 +1937,58 @@ async fn a_receipt_racing_its_timeout_settles_once(s: &dyn Store) {
 mod postgres_only {
     use super::*;
 
+    /// Waits for a wake-up, at most `secs` (a deadline for an event, not a speed check).
+    async fn woken(wake: &tokio::sync::Notify, secs: u64) -> bool {
+        tokio::time::timeout(std::time::Duration::from_secs(secs), wake.notified())
+            .await
+            .is_ok()
+    }
+
+    /// LISTEN/NOTIFY: a job made claimable by another node (a new due job, a released claim)
+    /// wakes this node's idle workers; a job written already claimed, or another schema's job,
+    /// does not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_made_claimable_on_one_node_wakes_the_other() {
+        let Some((url, _guard)) = pg_schema::fresh_schema("contract").await else {
+            return;
+        };
+        let Some((other_url, _other_guard)) = pg_schema::fresh_schema("contract").await else {
+            return;
+        };
+        let a = PgStore::connect(&url).await.unwrap();
+        let b = PgStore::connect(&url).await.unwrap();
+        let elsewhere = PgStore::connect(&other_url).await.unwrap();
+        let wake = a.job_wakeups().expect("PostgreSQL signals");
+        // The listener wakes once when it starts listening (it may have missed something).
+        assert!(woken(&wake, 10).await, "the listener never started");
+        // Another schema's job, then a claimed one: neither wakes this node.
+        elsewhere
+            .ensure_jobs(&[NewJob::receipt_timeout(9, T0)], T0)
+            .await
+            .unwrap();
+        let (t, app) = tenant_with_app(&b, "wake", None).await;
+        created(
+            b.create_send(&send(t, &app, "966512345678", "w1", None, T0))
+                .await
+                .unwrap(),
+        );
+        assert!(
+            !woken(&wake, 2).await,
+            "woken by a claimed job or another schema"
+        );
+        // A due job written by the other node wakes it.
+        b.ensure_jobs(&[NewJob::receipt_timeout(1, T0)], T0)
+            .await
+            .unwrap();
+        assert!(woken(&wake, 10).await, "not woken by the other node's job");
+        // So does a claim the other node releases.
+        let held = b.claim_jobs("b", T0, T0 + 60_000, 10).await.unwrap();
+        assert!(!held.is_empty());
+        assert!(!woken(&wake, 1).await, "a claim is not a wake-up");
+        assert!(b.release_claims("b").await.unwrap() >= 1);
+        assert!(woken(&wake, 10).await, "not woken by a released claim");
+    }
+
     /// A starting node frees only lapsed claims: the ones a running node holds stay its own.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn recover_claims_keeps_live_claims_of_other_nodes() {

@@ -238,6 +238,7 @@ impl Service {
     /// until `stop` turns true.
     pub async fn run_workers(self, mut stop: watch::Receiver<bool>) {
         let slots = self.jobs.slots.clone();
+        let wake = self.store.job_wakeups();
         loop {
             if *stop.borrow() {
                 return;
@@ -288,6 +289,13 @@ impl Service {
             };
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
+                // Another node (or this one) made a job claimable.
+                _ = async {
+                    match &wake {
+                        Some(n) => n.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
                 _ = stop.changed() => {}
             }
         }

@@ -37,6 +37,13 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> StoreResult<()>;
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
+    /// Fired when a job may have become claimable elsewhere (PostgreSQL: LISTEN/NOTIFY from
+    /// every node), so idle workers look at once instead of at their next poll. `None`: the
+    /// backend has no such signal (SQLite: one process writes the database and wakes itself).
+    /// Must be called from within a Tokio runtime.
+    fn job_wakeups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 
     // Tenants
     async fn insert_tenant(&self, t: &NewTenant) -> StoreResult<Tenant>;

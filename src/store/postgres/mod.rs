@@ -11,16 +11,28 @@ mod engine;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::sync::{Arc, OnceLock};
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use tokio::sync::Notify;
 
 use super::*;
 use crate::store::model::*;
 
 /// Embedded migrations, applied in order and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_job_notify.sql"),
+    ),
+];
+
+/// The channel `migrations/postgres/0002_job_notify.sql` notifies when a job becomes claimable.
+const JOBS_CHANNEL: &str = "otpgate_jobs";
 
 /// Serializes migrations of several nodes starting at once (`pg_advisory_lock` key).
 const MIGRATION_LOCK: i64 = 0x6f74_7067_6174_6501;
@@ -29,6 +41,10 @@ const MIGRATION_LOCK: i64 = 0x6f74_7067_6174_6501;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Fired when another transaction (on any node) made a job claimable.
+    wake: Arc<Notify>,
+    /// Whether the LISTEN task runs (started by the first [`Store::job_wakeups`]).
+    listening: Arc<OnceLock<()>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -69,9 +85,65 @@ impl PgStore {
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Db(format!("connecting to PostgreSQL: {e}")))?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            wake: Arc::new(Notify::new()),
+            listening: Arc::new(OnceLock::new()),
+        };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// LISTENs on the jobs channel on a connection of its own and turns each notification
+    /// into a wake-up; reconnects (after a pause) when the connection is lost. Runs until the
+    /// pool is closed.
+    fn start_listening(&self) {
+        let (pool, wake) = (self.pool.clone(), self.wake.clone());
+        tokio::spawn(async move {
+            let schema: String = loop {
+                match sqlx::query_scalar("SELECT current_schema()")
+                    .fetch_one(&pool)
+                    .await
+                {
+                    Ok(s) => break s,
+                    Err(_) if pool.is_closed() => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "job notifications: cannot read the schema; polling meanwhile");
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    }
+                }
+            };
+            while !pool.is_closed() {
+                let mut listener = match PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "job notifications: cannot connect; polling meanwhile");
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen(JOBS_CHANNEL).await {
+                    tracing::warn!(error = %e, "job notifications: LISTEN failed; polling meanwhile");
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    continue;
+                }
+                // Whatever was notified while not listening is found by the next poll.
+                wake.notify_one();
+                loop {
+                    match listener.try_recv().await {
+                        // Another schema's jobs (another deployment on this database).
+                        Ok(Some(n)) if n.payload() != schema => {}
+                        Ok(Some(_)) => wake.notify_one(),
+                        // The connection dropped: reconnect and listen again.
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "job notifications: connection lost");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -128,6 +200,13 @@ impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn job_wakeups(&self) -> Option<Arc<Notify>> {
+        if self.listening.set(()).is_ok() {
+            self.start_listening();
+        }
+        Some(self.wake.clone())
     }
 
     async fn insert_tenant(&self, t: &NewTenant) -> StoreResult<Tenant> {
