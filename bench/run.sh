@@ -11,6 +11,10 @@
 #   BENCH_SECS          seconds per phase (default 10)
 #   BENCH_CONCURRENCY   concurrent clients (default 32)
 #   BENCH_SKIP_BUILD=1  use the existing target/release binaries
+#   BENCH_DATABASE_URL  the store to run on (default: a temporary SQLite file); a postgres://
+#                       URL needs BENCH_MASTER_KEY too (bench/stores.sh runs both stores)
+#   BENCH_MASTER_KEY    OTPGATE_MASTER_KEY for the server
+#   BENCH_LABEL         a name for this run in the JSON file's name (default: loadgen)
 #
 # The JSON results are also kept in target/bench/ (last.json and a dated copy).
 set -euo pipefail
@@ -77,7 +81,8 @@ start_server() {
     for v in $(compgen -e | grep '^OTPGATE_' || true); do unset "$v"; done
     export OTPGATE_MODE=development
     export OTPGATE_LISTEN="127.0.0.1:$PORT"
-    export OTPGATE_DATABASE_URL="sqlite://$WORK/bench.db"
+    export OTPGATE_DATABASE_URL="${BENCH_DATABASE_URL:-sqlite://$WORK/bench.db}"
+    if [ -n "${BENCH_MASTER_KEY:-}" ]; then export OTPGATE_MASTER_KEY="$BENCH_MASTER_KEY"; fi
     export OTPGATE_LOG=warn
     exec "$SERVER" serve
   ) >"$WORK/server.out" 2>"$WORK/server.err" </dev/null &
@@ -123,11 +128,12 @@ echo "bench: otpgate (pid $SERVER_PID) on 127.0.0.1:$PORT; ${SECS} s per phase, 
 
 mkdir -p "$ROOT/target/bench"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
-JSON="$ROOT/target/bench/loadgen-$STAMP.json"
+LABEL="${BENCH_LABEL:-loadgen}"
+JSON="$ROOT/target/bench/$LABEL-$STAMP.json"
 # The human table goes to stderr, the JSON to the file.
 "$LOADGEN" --base "http://127.0.0.1:$PORT" --key "$KEY" --secret "$SECRET" \
   --concurrency "$CONCURRENCY" --duration-secs "$SECS" --json >"$JSON"
-cp "$JSON" "$ROOT/target/bench/last.json"
+cp "$JSON" "$ROOT/target/bench/$([ "$LABEL" = loadgen ] && echo last || echo "$LABEL-last").json"
 
 kill -TERM "$SERVER_PID" 2>/dev/null || true
 for _ in $(seq 100); do
