@@ -7,6 +7,7 @@ mod pg_schema;
 mod auth;
 mod catalog;
 mod cli;
+mod cluster;
 mod concurrency;
 mod crash;
 mod delivery;
