@@ -44,7 +44,12 @@ impl Drop for SchemaGuard {
 /// (the caller skips) when there is no server, except under `CI=true`, where that panics.
 pub async fn fresh_schema(prefix: &str) -> Option<(String, SchemaGuard)> {
     let base = postgres_url();
-    let admin = match sqlx::PgPool::connect(&base).await {
+    // A short timeout: without a server, the skip should be quick.
+    let admin = match sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect(&base)
+        .await
+    {
         Ok(p) => p,
         Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
             eprintln!("skipped: no PostgreSQL at {base} ({e})");
