@@ -37,6 +37,6 @@ for name in ("healthz", "send", "verify"):
     a, b = phase(runs[0], name), phase(runs[1], name)
     if not a or not b:
         continue
-    ratio = b["throughput_rps"] / a["throughput_rps"] if a["throughput_rps"] else 0
-    print(f"{name:<8} {a['throughput_rps']:>13.0f} {a['p99_ms']:>8.1f} {b['throughput_rps']:>17.0f} {b['p99_ms']:>8.1f} {ratio:>10.2f}")
+    ratio = b["throughputRps"] / a["throughputRps"] if a["throughputRps"] else 0
+    print(f"{name:<8} {a['throughputRps']:>13.0f} {a['p99Ms']:>8.1f} {b['throughputRps']:>17.0f} {b['p99Ms']:>8.1f} {ratio:>10.2f}")
 PY
