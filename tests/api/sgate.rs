@@ -1561,3 +1561,78 @@ async fn concurrent_replays_of_one_nonce_pass_once() {
     assert_eq!(codes.iter().filter(|c| **c == 1610).count(), 1, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 1209).count(), 9, "{codes:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Two nodes on one PostgreSQL database
+// ---------------------------------------------------------------------------------------------
+
+/// The same merchant's client, talking to another node.
+fn on_node(v: &Vendor, node: &TestApp) -> Vendor {
+    Vendor {
+        base: node.base.clone(),
+        http: reqwest::Client::new(),
+        clock: node.clock.clone(),
+        api_key: v.api_key.clone(),
+        system: v.system.clone(),
+    }
+}
+
+/// With requests spread over two servers on one PostgreSQL schema: one send per minute per
+/// number, a nonce used once, a code consumed once, and one system key signing on both nodes.
+/// Skips locally without PostgreSQL; fails under `CI=true`.
+#[tokio::test]
+async fn the_sgate_rules_hold_across_two_nodes() {
+    let Some((url, _guard)) = crate::pg_schema::fresh_schema("sgate2").await else {
+        return;
+    };
+    let a = TestApp::spawn_with(|c| c.database_url = url.clone()).await;
+    let b = TestApp::spawn_with(|c| c.database_url = url.clone()).await;
+    let va = production(&a).await;
+    // Node b never generated a key: it signs with the one node a stored (checked by `expect`).
+    let vb = on_node(&va, &b);
+
+    let answers = join_all((0..30).map(|i| {
+        let v = if i % 2 == 0 { &va } else { &vb };
+        let mobile = formats("551234567")[i % 4].clone();
+        async move { v.send_otp(mobile.as_str(), APP).await }
+    }))
+    .await;
+    let ok: Vec<_> = answers.iter().filter(|a| a.code() == 200).collect();
+    assert_eq!(ok.len(), 1, "exactly one send in the minute");
+    assert!(answers.iter().all(|a| a.code() == 200 || a.code() == 1212));
+    let sid = ok[0].data()["sessionid"]
+        .as_str()
+        .expect("sessionid")
+        .to_string();
+    a.drain().await;
+    b.drain().await;
+    let sent: Vec<_> = a
+        .provider
+        .sent()
+        .into_iter()
+        .chain(b.provider.sent())
+        .collect();
+    assert_eq!(sent.len(), 1, "one message for the one send");
+    let code = sent[0].text[..6].to_string();
+
+    // Either node describes the session; the code is consumed once, wherever it is checked.
+    va.detail("551234567", &sid).await.expect(200);
+    vb.detail("0551234567", &sid).await.expect(200);
+    let checks = join_all((0..10).map(|i| {
+        let v = if i % 2 == 0 { &va } else { &vb };
+        let (code, sid) = (code.clone(), sid.clone());
+        async move { v.check("551234567", &code, &sid).await.code() }
+    }))
+    .await;
+    assert_eq!(
+        checks.iter().filter(|c| **c == 200).count(),
+        1,
+        "{checks:?}"
+    );
+    assert!(checks.iter().all(|c| *c == 200 || *c == 1607), "{checks:?}");
+
+    // A nonce spent on one node is spent on the other.
+    let r = va.probe();
+    va.send(r.clone()).await.expect(1610);
+    vb.send(r).await.expect(1209);
+}
