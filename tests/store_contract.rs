@@ -73,6 +73,7 @@ macro_rules! all_checks {
                 sandbox_sends_keep_the_latest,
                 order_ids_are_unique_per_tenant,
                 the_phone_limit_counts_atomically,
+                the_total_limit_counts_atomically,
                 sessions_are_found_by_external_id,
                 resend_reuses_a_valid_code_and_refreshes_an_expired_one,
                 verify_consumes_once_and_locks_after_five_wrong_codes,
@@ -419,6 +420,48 @@ async fn order_ids_are_unique_per_tenant(s: &dyn Store) {
     assert_eq!(
         s.session_by_order(t1, "order-1").await.unwrap().unwrap().id,
         "v1"
+    );
+}
+
+async fn the_total_limit_counts_atomically(s: &dyn Store) {
+    // At most 3 sends of the app per hour, whatever the number: 30 at once to 30 numbers.
+    let t = s.insert_tenant(&new_tenant("tot")).await.unwrap();
+    let mut a = app("Atotal01", t.id, None);
+    a.total_limit = LimitSetting {
+        enabled: true,
+        unit: Some(2),
+        period: Some(1),
+        limit: Some(3),
+    };
+    s.insert_app(&a).await.unwrap();
+    warm_up(s).await;
+    let results = futures::future::join_all((0..30).map(|i| {
+        let ns = send(
+            t.id,
+            &a,
+            &format!("9665000001{i:02}"),
+            &format!("t{i:02}"),
+            None,
+            T0,
+        );
+        async move { s.create_send(&ns).await.unwrap() }
+    }))
+    .await;
+    let ok = results
+        .iter()
+        .filter(|r| matches!(r, SendOutcome::Created { .. }))
+        .count();
+    assert_eq!(ok, 3, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, SendOutcome::Created { .. } | SendOutcome::TotalLimit))
+    );
+    // The hour slides.
+    created(
+        s.create_send(&send(t.id, &a, "966500000199", "t99", None, T0 + 3_600_001))
+            .await
+            .unwrap(),
     );
 }
 
