@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
-use crate::cli::{Sandbox, Served, Signer, free_port};
-use crate::crash::sigterm;
+use crate::cli::{Sandbox, Served, Signer};
+use crate::crash::{serve_with, sigterm};
 
 const TO: &str = "14155552671";
 /// The flow node's `waitingTime`, seconds (the contract's minimum).
@@ -85,41 +85,15 @@ async fn start_node(
     key: &str,
     secret: &str,
 ) -> (Served, Signer) {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = sb.cmd(&["serve"]);
-    cmd.env("OTPGATE_DATABASE_URL", url)
-        .env("OTPGATE_LISTEN", &addr)
-        .env("OTPGATE_MODE", "development")
-        .env("OTPGATE_DEV_TENANT", "false")
-        .env("OTPGATE_DELIVERY__LEASE_SECS", LEASE_SECS.to_string())
-        // A lease must outlast the longest submit.
-        .env("OTPGATE_DELIVERY__SUBMIT_TIMEOUT_SECS", "2")
-        .env("HOSTNAME", name);
-    let mut server = Served::start(cmd);
-    let api = Signer {
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("HTTP client"),
-        base: format!("http://{addr}"),
-        key: key.to_string(),
-        secret: secret.to_string(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = api.client.get(format!("{}/readyz", api.base)).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        if let Some(status) = server.child.try_wait().expect("try_wait") {
-            let (_, stderr) = server.finish(Duration::ZERO);
-            panic!("{name} exited with {status} before it was ready; stderr:\n{stderr}");
-        }
-        assert!(Instant::now() < deadline, "{name} never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (server, api)
+    serve_with(sb, name, key, secret, |cmd| {
+        cmd.env("OTPGATE_DATABASE_URL", url)
+            .env("OTPGATE_DEV_TENANT", "false")
+            .env("OTPGATE_DELIVERY__LEASE_SECS", LEASE_SECS.to_string())
+            // A lease must outlast the longest submit.
+            .env("OTPGATE_DELIVERY__SUBMIT_TIMEOUT_SECS", "2")
+            .env("HOSTNAME", name);
+    })
+    .await
 }
 
 /// An app (with `app_extra` settings) and its template; with `flow`, also a flow of one node

@@ -31,10 +31,23 @@ const MAX_LATE_MS: i64 = 10_000;
 /// Starts `otpgate serve` (development, console provider) on a free port of this sandbox's
 /// database and waits until it answers `/readyz`.
 pub(crate) async fn serve(sb: &Sandbox, key: &str, secret: &str) -> (Served, Signer) {
+    serve_with(sb, "serve", key, secret, |_| {}).await
+}
+
+/// As [`serve`], with `configure` adding to the command (another database, settings); `name`
+/// names the process in failures.
+pub(crate) async fn serve_with(
+    sb: &Sandbox,
+    name: &str,
+    key: &str,
+    secret: &str,
+    configure: impl FnOnce(&mut std::process::Command),
+) -> (Served, Signer) {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = sb.cmd(&["serve"]);
     cmd.env("OTPGATE_LISTEN", &addr)
         .env("OTPGATE_MODE", "development");
+    configure(&mut cmd);
     let mut server = Served::start(cmd);
     let api = Signer {
         client: reqwest::Client::builder()
@@ -54,9 +67,9 @@ pub(crate) async fn serve(sb: &Sandbox, key: &str, secret: &str) -> (Served, Sig
         }
         if let Some(status) = server.child.try_wait().expect("try_wait") {
             let (_, stderr) = server.finish(Duration::ZERO);
-            panic!("serve exited with {status} before it was ready; stderr:\n{stderr}");
+            panic!("{name} exited with {status} before it was ready; stderr:\n{stderr}");
         }
-        assert!(Instant::now() < deadline, "serve never became ready");
+        assert!(Instant::now() < deadline, "{name} never became ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     (server, api)
