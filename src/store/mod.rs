@@ -28,6 +28,16 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Reads a JSON column (limits, flow nodes, products) both backends store as text.
+pub(crate) fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> StoreResult<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Writes a JSON column.
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| unreachable!("plain data serializes"))
+}
+
 /// Shared handle to the store.
 pub type SharedStore = std::sync::Arc<dyn Store>;
 

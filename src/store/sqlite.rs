@@ -383,14 +383,6 @@ impl SqliteStore {
     }
 }
 
-fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> StoreResult<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| unreachable!("plain data serializes"))
-}
-
 /// The tenant columns in the order [`tenant_from`] reads them.
 macro_rules! tenant_cols {
     () => {
@@ -463,6 +455,25 @@ fn load_merchant(conn: &Connection, api_key: &str) -> StoreResult<Option<Merchan
         .transpose()
 }
 
+/// Inserts `app` for `tenant_id` (a new merchant's app gets its tenant id in the same
+/// transaction).
+fn insert_app_row(conn: &Connection, app: &App, tenant_id: i64) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO apps (app_id, tenant_id, name, code_expiry, total_limit, phone_limit, created_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        app.app_id,
+        tenant_id,
+        app.name,
+        app.code_expiry,
+        to_json(&app.total_limit),
+        to_json(&app.phone_limit),
+        app.created_ms
+    ])?;
+    Ok(())
+}
+
 fn insert_template_row(conn: &Connection, t: &Template) -> StoreResult<i64> {
     Ok(conn
         .prepare_cached(
@@ -531,19 +542,7 @@ fn insert_merchant(conn: &Connection, m: &NewMerchant) -> StoreResult<Merchant> 
             |r| r.get(0),
         )?;
     let a = &m.app;
-    conn.prepare_cached(
-        "INSERT INTO apps (app_id, tenant_id, name, code_expiry, total_limit, phone_limit, created_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        a.app_id,
-        tenant_id,
-        a.name,
-        a.code_expiry,
-        to_json(&a.total_limit),
-        to_json(&a.phone_limit),
-        a.created_ms
-    ])?;
+    insert_app_row(conn, a, tenant_id)?;
     let products = products_for(conn, tenant_id, &a.app_id, &m.templates)?;
     conn.prepare_cached(
         "INSERT INTO merchants (tenant_id, public_key, sandbox, app_id, products) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1656,23 +1655,8 @@ impl Store for SqliteStore {
 
     async fn insert_app(&self, a: &App) -> StoreResult<()> {
         let a = a.clone();
-        self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO apps (app_id, tenant_id, name, code_expiry, total_limit, phone_limit, created_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                a.app_id,
-                a.tenant_id,
-                a.name,
-                a.code_expiry,
-                to_json(&a.total_limit),
-                to_json(&a.phone_limit),
-                a.created_ms
-            ])?;
-            Ok(())
-        })
-        .await
+        self.write(move |c| insert_app_row(c, &a, a.tenant_id))
+            .await
     }
 
     async fn update_app(&self, a: &App) -> StoreResult<()> {

@@ -9,14 +9,6 @@ use sqlx::{PgConnection, PgExecutor, PgPool, Row};
 
 use crate::store::*;
 
-fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> StoreResult<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| unreachable!("plain data serializes"))
-}
-
 /// The tenant columns in the order [`tenant_at`] reads them.
 macro_rules! tenant_cols {
     () => {
@@ -343,19 +335,7 @@ pub(super) async fn insert_merchant(pool: &PgPool, m: &NewMerchant) -> StoreResu
     .fetch_one(&mut *tx)
     .await?;
     let a = &m.app;
-    sqlx::query(
-        "INSERT INTO apps (app_id, tenant_id, name, code_expiry, total_limit, phone_limit, created_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&a.app_id)
-    .bind(tenant_id)
-    .bind(&a.name)
-    .bind(a.code_expiry)
-    .bind(to_json(&a.total_limit))
-    .bind(to_json(&a.phone_limit))
-    .bind(a.created_ms)
-    .execute(&mut *tx)
-    .await?;
+    insert_app_row(&mut *tx, a, tenant_id).await?;
     let products = products_for(&mut tx, tenant_id, &a.app_id, &m.templates).await?;
     sqlx::query(
         "INSERT INTO merchants (tenant_id, public_key, sandbox, app_id, products) VALUES ($1, $2, $3, $4, $5)",
@@ -560,21 +540,27 @@ pub(super) async fn sandbox_send(
 
 // Apps
 
-pub(super) async fn insert_app(pool: &PgPool, app: &App) -> StoreResult<()> {
+/// Inserts `app` for `tenant_id` (a new merchant's app gets its tenant id in the same
+/// transaction).
+async fn insert_app_row<'e>(db: impl PgExecutor<'e>, app: &App, tenant_id: i64) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO apps (app_id, tenant_id, name, code_expiry, total_limit, phone_limit, created_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&app.app_id)
-    .bind(app.tenant_id)
+    .bind(tenant_id)
     .bind(&app.name)
     .bind(app.code_expiry)
     .bind(to_json(&app.total_limit))
     .bind(to_json(&app.phone_limit))
     .bind(app.created_ms)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(())
+}
+
+pub(super) async fn insert_app(pool: &PgPool, app: &App) -> StoreResult<()> {
+    insert_app_row(pool, app, app.tenant_id).await
 }
 
 pub(super) async fn update_app(pool: &PgPool, app: &App) -> StoreResult<()> {
