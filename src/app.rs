@@ -70,7 +70,6 @@ const CONSOLE_PRIORITY: i64 = 1_000_000;
 /// What building providers needs besides their configuration.
 struct Wiring<'a> {
     cfg: &'a Config,
-    store: &'a SharedStore,
     opts: &'a Options,
     sink: ReceiptSink,
     http: reqwest::Client,
@@ -81,7 +80,6 @@ struct Wiring<'a> {
 impl Wiring<'_> {
     fn console(&self) -> Arc<dyn Provider> {
         Arc::new(ConsoleProvider::new(
-            self.store.clone(),
             self.opts.clock.clone(),
             self.opts.print_console,
         ))
@@ -221,7 +219,6 @@ impl Server {
         let routing = Arc::new(
             Wiring {
                 cfg,
-                store: &store,
                 opts: &opts,
                 sink: sink.clone(),
                 http,

@@ -72,6 +72,7 @@ macro_rules! all_checks {
                 the_first_system_key_wins,
                 sandbox_sends_keep_the_latest,
                 order_ids_are_unique_per_tenant,
+                a_tenant_guard_holds_only_while_the_row_reads_the_same,
                 the_phone_limit_counts_atomically,
                 the_total_limit_counts_atomically,
                 sessions_are_found_by_external_id,
@@ -216,6 +217,7 @@ fn send(
             owner: "node-a".into(),
             lease_until_ms: now_ms + 60_000,
         }),
+        guard: None,
     }
 }
 
@@ -390,6 +392,88 @@ async fn sandbox_sends_keep_the_latest(s: &dyn Store) {
     s.record_sandbox_send(1, "512345678", T0 + 5).await.unwrap();
     assert_eq!(s.sandbox_send(1, "512345678").await.unwrap(), Some(T0 + 5));
     assert_eq!(s.sandbox_send(2, "512345678").await.unwrap(), None);
+}
+
+/// A send or verify carrying a [`TenantGuard`] runs only while the tenant row is enabled with
+/// the same sealed secret and allow-list; otherwise it fails with `TenantChanged` and writes
+/// nothing.
+async fn a_tenant_guard_holds_only_while_the_row_reads_the_same(s: &dyn Store) {
+    let (t, a) = tenant_with_app(s, "tg", None).await;
+    let tenant = s.tenant_by_key("tg").await.unwrap().unwrap();
+    let guard = TenantGuard::of(&tenant);
+    let guarded = |vid: &str| {
+        let mut ns = send(t, &a, "966512345678", vid, None, T0);
+        ns.guard = Some(guard.clone());
+        ns
+    };
+    let verify_guarded = |g: TenantGuard| {
+        s.verify(
+            "tg-1",
+            t,
+            Some(g),
+            Box::new(|session: &Session| hash(&session.id, "000000")),
+            T0,
+        )
+    };
+    created(s.create_send(&guarded("tg-1")).await.unwrap());
+    assert!(matches!(
+        verify_guarded(guard.clone()).await.unwrap(),
+        VerifyLookup::Checked {
+            outcome: VerifyOutcome::Wrong { .. },
+            ..
+        }
+    ));
+
+    assert!(
+        s.set_tenant_enabled(tenant_kind::BUKA, "tg", false)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        s.create_send(&guarded("tg-2")).await,
+        Err(StoreError::TenantChanged)
+    ));
+    assert!(s.verification_session("tg-2").await.unwrap().is_none());
+    assert!(matches!(
+        verify_guarded(guard.clone()).await,
+        Err(StoreError::TenantChanged)
+    ));
+    assert!(
+        s.set_tenant_enabled(tenant_kind::BUKA, "tg", true)
+            .await
+            .unwrap()
+    );
+
+    let allow = vec!["10.0.0.0/8".to_string()];
+    assert!(
+        s.set_tenant_allow_ips(tenant_kind::BUKA, "tg", &allow)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        s.create_send(&guarded("tg-3")).await,
+        Err(StoreError::TenantChanged)
+    ));
+    assert!(matches!(
+        verify_guarded(guard.clone()).await,
+        Err(StoreError::TenantChanged)
+    ));
+    // The guard of the row as it now reads holds again.
+    let now = TenantGuard::of(&s.tenant_by_key("tg").await.unwrap().unwrap());
+    assert_eq!(now.allow_ips, "10.0.0.0/8");
+    let (_, session) = s.verification_session("tg-1").await.unwrap().unwrap();
+    assert_eq!(
+        session.wrong_attempts, 1,
+        "refused verifies counted nothing"
+    );
+    assert!(matches!(
+        verify_guarded(now.clone()).await.unwrap(),
+        VerifyLookup::Checked { .. }
+    ));
+    let mut ns = send(t, &a, "966512345679", "tg-4", None, T0);
+    ns.guard = Some(now);
+    created(s.create_send(&ns).await.unwrap());
+    assert!(s.verification_session("tg-3").await.unwrap().is_none());
 }
 
 async fn order_ids_are_unique_per_tenant(s: &dyn Store) {
@@ -608,6 +692,7 @@ async fn verify_with(
     s.verify(
         id,
         tenant,
+        None,
         Box::new(move |session: &Session| hash(&session.id, &code)),
         now_ms,
     )
@@ -725,6 +810,7 @@ async fn jobs_are_claimed_leased_and_finished_under_their_claim(s: &dyn Store) {
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].id, job.id);
     let stale = JobOutcome {
+        outbox: None,
         job: job.claim(),
         now_ms: T0 + 61_002,
         attempt: None,
@@ -752,6 +838,7 @@ async fn jobs_are_claimed_leased_and_finished_under_their_claim(s: &dyn Store) {
     assert_eq!(again.len(), 1);
     assert!(
         s.finish_job(&JobOutcome {
+            outbox: None,
             job: again[0].claim(),
             now_ms: T0 + 5_000,
             attempt: None,
@@ -1684,6 +1771,7 @@ async fn a_job_outcome_records_its_attempt_and_follow_ups_under_its_claim(s: &dy
     assert_eq!(claimed[0].key, format!("deliver:{id}"));
     assert_eq!(claimed[0].tries, 1);
     let done = JobOutcome {
+        outbox: None,
         job: claimed[0].claim(),
         now_ms: T0 + 5,
         attempt: Some((
@@ -1734,6 +1822,7 @@ async fn a_job_outcome_records_its_attempt_and_follow_ups_under_its_claim(s: &dy
     assert_eq!(flow.len(), 1);
     assert!(
         s.finish_job(&JobOutcome {
+            outbox: None,
             job: flow[0].claim(),
             now_ms: T0 + 30_000,
             attempt: Some((
@@ -1841,6 +1930,7 @@ async fn recovered_claims_are_freed_and_no_longer_hold(s: &dyn Store) {
     for j in &gone {
         assert!(
             !s.finish_job(&JobOutcome {
+                outbox: None,
                 job: j.claim(),
                 now_ms: T0 + 120_000,
                 attempt: None,
@@ -1945,6 +2035,7 @@ async fn a_receipt_racing_its_timeout_settles_once(s: &dyn Store) {
             .find(|j| j.key == format!("receipt:{id}"))
             .expect("the receipt timeout");
         let timed_out = JobOutcome {
+            outbox: None,
             job: timeout.claim(),
             now_ms: T0 + 1_000,
             attempt: Some((
@@ -2058,6 +2149,7 @@ mod postgres_only {
         // The live claim still holds.
         assert!(
             s.finish_job(&JobOutcome {
+                outbox: None,
                 job: live[0].claim(),
                 now_ms: T0 + 20_000,
                 attempt: None,

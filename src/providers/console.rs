@@ -1,5 +1,6 @@
 //! The console provider: for development. It prints each message to the server's terminal,
-//! keeps it in the outbox (`otpgate outbox`), and reports it delivered at once.
+//! keeps it in the outbox (`otpgate outbox`; the row is written with the attempt's outcome),
+//! and reports it delivered at once.
 //! Production mode refuses it.
 
 use async_trait::async_trait;
@@ -9,22 +10,17 @@ use super::{
 };
 use crate::clock::SharedClock;
 use crate::domain::Channel;
-use crate::store::{OutboxEntry, SharedStore};
+use crate::store::OutboxEntry;
 
 pub struct ConsoleProvider {
-    store: SharedStore,
     clock: SharedClock,
     /// Print to stdout (off in tests, which read the outbox instead).
     print: bool,
 }
 
 impl ConsoleProvider {
-    pub fn new(store: SharedStore, clock: SharedClock, print: bool) -> Self {
-        Self {
-            store,
-            clock,
-            print,
-        }
+    pub fn new(clock: SharedClock, print: bool) -> Self {
+        Self { clock, print }
     }
 }
 
@@ -62,19 +58,6 @@ impl Provider for ConsoleProvider {
             );
             let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), block.as_bytes());
         }
-        self.store
-            .insert_outbox(&OutboxEntry {
-                id: 0,
-                at_ms: now.timestamp_millis(),
-                channel: msg.channel.as_str().to_string(),
-                to: msg.to.clone(),
-                sender: msg.sender.clone(),
-                text: msg.text.clone(),
-                verification_id: msg.verification_id.clone(),
-                attempt_id: Some(msg.attempt_id),
-            })
-            .await
-            .map_err(|e| ProviderError::Retryable(format!("outbox write failed: {e}")))?;
         Ok(Submitted {
             message_id: format!("console-{}", msg.attempt_id),
             receipt: Some(Receipt {
@@ -91,6 +74,17 @@ impl Provider for ConsoleProvider {
                         duration_secs: talk,
                     }
                 }),
+            }),
+            // Written with the attempt's outcome, in the same transaction.
+            outbox: Some(OutboxEntry {
+                id: 0,
+                at_ms: now.timestamp_millis(),
+                channel: msg.channel.as_str().to_string(),
+                to: msg.to.clone(),
+                sender: msg.sender.clone(),
+                text: msg.text.clone(),
+                verification_id: msg.verification_id.clone(),
+                attempt_id: Some(msg.attempt_id),
             }),
         })
     }

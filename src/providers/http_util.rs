@@ -49,6 +49,7 @@ pub async fn submit(
     result.map(|message_id| Submitted {
         message_id,
         receipt: None,
+        outbox: None,
     })
 }
 

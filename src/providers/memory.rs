@@ -204,6 +204,7 @@ impl Provider for MemoryProvider {
         result.map(|receipt| Submitted {
             message_id: Self::message_id(msg.attempt_id),
             receipt,
+            outbox: None,
         })
     }
 

@@ -101,6 +101,8 @@ pub mod termination {
 pub struct Submitted {
     pub message_id: String,
     pub receipt: Option<Receipt>,
+    /// A console outbox row, written in the same transaction as the attempt's outcome.
+    pub outbox: Option<crate::store::OutboxEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -442,6 +442,7 @@ impl Shared {
         Ok(Submitted {
             message_id,
             receipt: None,
+            outbox: None,
         })
     }
 

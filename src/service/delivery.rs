@@ -255,9 +255,11 @@ impl Service {
         };
         let mut follow_ups = Vec::new();
         let mut next = JobNext::Delete;
+        let mut outbox = None;
         let tries = d.job.tries;
         match result {
             Ok(sub) => {
+                outbox = sub.outbox;
                 update.gateway_state = Some(gateway::SUCCESS.into());
                 update.provider_message_id = Some(sub.message_id);
                 match &sub.receipt {
@@ -372,6 +374,7 @@ impl Service {
             )),
             follow_ups,
             next,
+            outbox,
         })
         .await;
     }

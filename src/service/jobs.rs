@@ -144,6 +144,7 @@ impl Service {
             attempt: None,
             follow_ups,
             next: JobNext::Delete,
+            outbox: None,
         }
     }
 

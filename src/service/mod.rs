@@ -62,6 +62,10 @@ pub enum ServiceError {
     /// An SGate OTP rule refused the call (each has its own SGate code).
     #[error("{0}")]
     Otp(OtpFailure),
+    /// The cached tenant row the request was authenticated with has changed (the dialect
+    /// authenticates again against the fresh row; see [`crate::store::TenantGuard`]).
+    #[error("the tenant changed since the request was authenticated")]
+    TenantChanged,
     #[error("{0}")]
     Internal(#[from] anyhow::Error),
 }
@@ -77,7 +81,10 @@ impl ServiceError {
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
-        ServiceError::Internal(anyhow::Error::new(e))
+        match e {
+            StoreError::TenantChanged => ServiceError::TenantChanged,
+            e => ServiceError::Internal(anyhow::Error::new(e)),
+        }
     }
 }
 
@@ -95,6 +102,7 @@ pub struct Service {
     /// Where receipts go that must wait for their submit to be recorded.
     pub receipts: ReceiptSink,
     secrets: Arc<tenants::SecretCache>,
+    tenants: Arc<tenants::TenantCache>,
     keys_cache: Arc<merchants::KeyCache>,
 }
 
@@ -116,6 +124,7 @@ impl Service {
             jobs: Arc::new(jobs::JobRuntime::new(delivery)),
             receipts,
             secrets: Arc::default(),
+            tenants: Arc::default(),
             keys_cache: Arc::default(),
         }
     }

@@ -159,6 +159,7 @@ impl Service {
             case_insensitive: false,
             kind: "sendOtp",
             external_id: Some(session_id.clone()),
+            guard: None,
         })
         .await
         .map_err(|e| match e {
@@ -222,7 +223,7 @@ impl Service {
         }
         let session = self.sgate_session(merchant, eff, session_id).await?;
         let outcome = match self
-            .check_code(&session.id, merchant.tenant.id, code)
+            .check_code(&session.id, merchant.tenant.id, None, code)
             .await?
         {
             VerifyLookup::Checked { outcome, .. } => outcome,

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 
 use super::{Service, ServiceError, ServiceResult};
 use crate::domain::ids::random_alnum;
-use crate::store::{NewTenant, Tenant, tenant_kind};
+use crate::store::{NewTenant, Tenant, TenantGuard, tenant_kind};
 
 /// Unsealed API secrets keyed by their sealed form (bounded; cleared when full).
 #[derive(Default)]
@@ -36,6 +36,43 @@ impl SecretCache {
             map.clear();
         }
         map.insert(sealed.to_string(), secret.to_string());
+    }
+}
+
+/// Tenant rows by API key, as last read from the store (bounded; cleared when full).
+///
+/// A cached row only lets a request skip the lookup on the calls that check a
+/// [`TenantGuard`] in their own transaction (send, resend, verify): if the row changed
+/// meanwhile (the CLI disabled the tenant or changed its allow-list), that call fails with
+/// [`ServiceError::TenantChanged`] and the dialect authenticates again on the fresh row.
+#[derive(Default)]
+pub struct TenantCache(std::sync::RwLock<std::collections::HashMap<String, Tenant>>);
+
+const TENANT_CACHE_MAX: usize = 10_000;
+
+impl TenantCache {
+    fn get(&self, api_key: &str) -> Option<Tenant> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(api_key)
+            .cloned()
+    }
+
+    /// Keeps what the store just said about `api_key` (`None`: no such key).
+    fn put(&self, api_key: &str, tenant: Option<&Tenant>) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        match tenant {
+            Some(t) => {
+                if map.len() >= TENANT_CACHE_MAX && !map.contains_key(api_key) {
+                    map.clear();
+                }
+                map.insert(api_key.to_string(), t.clone());
+            }
+            None => {
+                map.remove(api_key);
+            }
+        }
     }
 }
 
@@ -110,15 +147,29 @@ impl Service {
         Ok(CreatedTenant { tenant, api_secret })
     }
 
+    /// The tenant row of `api_key`, read from the store now (and remembered for
+    /// [`Service::cached_tenant`]).
     pub async fn tenant_by_key(&self, api_key: &str) -> ServiceResult<Option<Tenant>> {
-        Ok(self.store.tenant_by_key(api_key).await?)
+        let tenant = self.store.tenant_by_key(api_key).await?;
+        self.tenants.put(api_key, tenant.as_ref());
+        Ok(tenant)
+    }
+
+    /// The tenant row of `api_key` as last read, if it was: only for calls that carry its
+    /// [`TenantGuard`] into their store transaction.
+    pub fn cached_tenant(&self, api_key: &str) -> Option<(Tenant, TenantGuard)> {
+        self.tenants.get(api_key).map(|t| {
+            let guard = TenantGuard::of(&t);
+            (t, guard)
+        })
     }
 
     /// The tenant's API secret, unsealed to check a signature.
     ///
     /// Unsealed secrets are kept in memory keyed by their sealed form, which never changes
-    /// for a given secret: the tenant row itself (enabled, allow-list) is still read on every
-    /// request, so `tenant disable` applies at once.
+    /// for a given secret. The tenant row itself (enabled, allow-list) is read on every request
+    /// or checked by the request's own transaction (see [`TenantCache`]), so `tenant disable`
+    /// applies at once.
     pub fn tenant_secret(&self, tenant: &Tenant) -> ServiceResult<String> {
         if let Some(s) = self.secrets.get(&tenant.secret_enc) {
             return Ok(s);

@@ -11,7 +11,7 @@ use crate::domain::validate::char_len_between;
 use crate::providers::routing::RouteChoice;
 use crate::store::{
     App, Attempt, CandidateHash, Flow, NewAttempt, NewSend, NewSession, SendOutcome, SendTarget,
-    Session, StoreError, StoredCode, Template, VerifyLookup,
+    Session, StoreError, StoredCode, Template, TenantGuard, VerifyLookup,
 };
 
 /// A send or sendRule request, fields as received (already typed, not yet checked).
@@ -44,6 +44,8 @@ pub(super) struct NewSessionSend {
     pub kind: &'static str,
     /// The session's dialect-specific id ([`Session::external_id`]), if it has one.
     pub external_id: Option<String>,
+    /// The cached tenant row the caller was authenticated with ([`NewSend::guard`]).
+    pub guard: Option<TenantGuard>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,7 +137,14 @@ impl Service {
     }
 
     /// `verification/send` (generated code) and `verification/sendRule` (`input.code` given).
-    pub async fn send(&self, tenant_id: i64, input: SendInput) -> ServiceResult<SendResult> {
+    /// `guard`: the cached tenant row the caller was authenticated with, if it was (see
+    /// [`TenantGuard`]).
+    pub async fn send(
+        &self,
+        tenant_id: i64,
+        guard: Option<TenantGuard>,
+        input: SendInput,
+    ) -> ServiceResult<SendResult> {
         let rule = input.code.is_some();
         let app_id = input
             .app_id
@@ -223,6 +232,7 @@ impl Service {
             case_insensitive,
             kind: if rule { "sendRule" } else { "send" },
             external_id: None,
+            guard,
         })
         .await
     }
@@ -278,6 +288,7 @@ impl Service {
                     attempt: attempt.clone(),
                     now_ms,
                     claim: None,
+                    guard: s.guard.clone(),
                 },
                 &target,
                 next_step,
@@ -370,6 +381,7 @@ impl Service {
     pub async fn resend(
         &self,
         tenant_id: i64,
+        guard: Option<TenantGuard>,
         verification_id: &str,
         channel: Option<&str>,
     ) -> ServiceResult<SendResult> {
@@ -409,6 +421,7 @@ impl Service {
                     attempt: attempt.clone(),
                     now_ms,
                     claim: None,
+                    guard: guard.clone(),
                 },
                 &target,
                 None,
@@ -437,13 +450,17 @@ impl Service {
     pub async fn verify(
         &self,
         tenant_id: i64,
+        guard: Option<TenantGuard>,
         verification_id: &str,
         code: &str,
     ) -> ServiceResult<VerifyResult> {
         if !char_len_between(code, 1, 10) {
             return Err(ServiceError::invalid("code", "must be 1-10 characters"));
         }
-        let (outcome, v, session) = match self.check_code(verification_id, tenant_id, code).await? {
+        let (outcome, v, session) = match self
+            .check_code(verification_id, tenant_id, guard, code)
+            .await?
+        {
             VerifyLookup::Unknown => {
                 return Ok(VerifyResult {
                     verification_id: verification_id.to_string(),
@@ -487,6 +504,7 @@ impl Service {
         &self,
         verification_id: &str,
         tenant_id: i64,
+        guard: Option<TenantGuard>,
         code: &str,
     ) -> ServiceResult<VerifyLookup> {
         let keys = self.keys.clone();
@@ -496,7 +514,7 @@ impl Service {
         });
         let lookup = self
             .store
-            .verify(verification_id, tenant_id, hash, self.now_ms())
+            .verify(verification_id, tenant_id, guard, hash, self.now_ms())
             .await?;
         self.metrics.verify(match &lookup {
             VerifyLookup::Unknown | VerifyLookup::Foreign => "unknown",

@@ -24,6 +24,9 @@ pub enum StoreError {
     Db(String),
     #[error("stored data is malformed: {0}")]
     Corrupt(String),
+    /// The call's [`TenantGuard`] no longer matches the tenant row: authenticate again.
+    #[error("the tenant changed since the request was authenticated")]
+    TenantChanged,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -143,7 +146,7 @@ pub trait Store: Send + Sync + 'static {
     async fn list_flows(&self, tenant_id: i64) -> StoreResult<Vec<Flow>>;
 
     // Sends
-    /// One atomic step: orderId uniqueness, period limits (check and count), the session
+    /// One atomic step: the caller's [`NewSend::guard`], orderId uniqueness, period limits (check and count), the session
     /// (new, or the resent one with its code refreshed if expired), the verification id and
     /// its first attempt.
     async fn create_send(&self, send: &NewSend) -> StoreResult<SendOutcome>;
@@ -158,13 +161,14 @@ pub trait Store: Send + Sync + 'static {
         order_id: &str,
     ) -> StoreResult<Option<Session>>;
     async fn attempts_for_session(&self, session_id: &str) -> StoreResult<Vec<Attempt>>;
-    /// One atomic verify in one store call: finds the verification and its session, checks the
-    /// tenant, computes the candidate hash with `hash` (given the session), decides, and records
+    /// One atomic verify in one store call: checks `guard` if given, finds the verification and
+    /// its session, checks the tenant, computes the candidate hash with `hash` (given the session), decides, and records
     /// the result.
     async fn verify(
         &self,
         verification_id: &str,
         tenant_id: i64,
+        guard: Option<TenantGuard>,
         hash: CandidateHash,
         now_ms: i64,
     ) -> StoreResult<VerifyLookup>;

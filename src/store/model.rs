@@ -25,6 +25,28 @@ pub struct Tenant {
     pub kind: String,
 }
 
+/// What a request authenticated against when it used a cached tenant row: the store call that
+/// carries it first checks, in its own transaction, that the row still reads the same (enabled,
+/// same sealed secret, same allow-list), and fails with [`super::StoreError::TenantChanged`]
+/// otherwise. So a cached row never outlives a change another process (the CLI) made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantGuard {
+    pub tenant_id: i64,
+    pub secret_enc: String,
+    /// The allow-list as stored: entries joined by commas.
+    pub allow_ips: String,
+}
+
+impl TenantGuard {
+    pub fn of(t: &Tenant) -> Self {
+        Self {
+            tenant_id: t.id,
+            secret_enc: t.secret_enc.clone(),
+            allow_ips: t.allow_ips.join(","),
+        }
+    }
+}
+
 /// Kinds of tenant: the dialect whose requests its API key may sign.
 pub mod tenant_kind {
     /// A Buka/ITNIO tenant: API key and secret.
@@ -325,6 +347,8 @@ pub struct NewSend {
     /// attempt `sending`. Without one the job waits in the queue, due at once, and the attempt
     /// is `pending`.
     pub claim: Option<NewClaim>,
+    /// The cached tenant row the request was authenticated with, checked first.
+    pub guard: Option<TenantGuard>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -371,7 +395,7 @@ pub struct Postback {
     pub received_ms: i64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OutboxEntry {
     #[serde(skip)]
@@ -386,7 +410,7 @@ pub struct OutboxEntry {
 }
 
 /// Computes the keyed hash of the typed code for a session (the store never sees keys).
-pub type CandidateHash = Box<dyn FnOnce(&Session) -> String + Send>;
+pub type CandidateHash = Box<dyn Fn(&Session) -> String + Send>;
 
 /// What one verify found and decided.
 // Returned once per verify and consumed at once: boxing the large variant would buy nothing.
@@ -522,7 +546,7 @@ impl NewJob {
 pub enum AttemptGuard {
     /// No condition.
     Any,
-    /// Gateway state is one of these (at most three).
+    /// Gateway state is one of these.
     Gateway(&'static [&'static str]),
     /// No receipt has settled it: the report is `unknown` or `pending`, or failed only by the
     /// receipt timeout (a late receipt still tells the truth).
@@ -549,6 +573,8 @@ pub struct JobOutcome {
     pub attempt: Option<(i64, AttemptGuard, AttemptUpdate)>,
     pub follow_ups: Vec<NewJob>,
     pub next: JobNext,
+    /// The console provider's record of the message (see [`Store::list_outbox`]).
+    pub outbox: Option<OutboxEntry>,
 }
 
 /// What a worker finds when it picks up an attempt's deliver job.

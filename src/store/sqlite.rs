@@ -3,9 +3,9 @@
 //! All writes run on a dedicated writer thread that owns the only writing connection, so every
 //! write is serialized with every other: the period-limit check and its count, orderId
 //! uniqueness and verify are atomic without further locking. The writer commits in groups:
-//! it takes every job waiting in its queue, runs each inside its own savepoint of one
-//! transaction, commits once, and only then answers each caller (a failed commit fails every
-//! job of the group). One store call costs one hand-off to the writer, not one per statement.
+//! it takes every job waiting in its queue, runs them in one transaction, commits once, and
+//! only then answers each caller (a failed commit fails every job of the group; a failed job
+//! fails alone: see [`writer_loop`]). One store call costs one hand-off to the writer, not one per statement.
 //! Readers never block the writer in WAL mode.
 
 use std::collections::HashMap;
@@ -31,9 +31,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// Most jobs committed together.
 const MAX_GROUP: usize = 128;
 
-/// A unit of work for the writer: `run` inside a savepoint, `finish` after the commit.
+/// A unit of work for the writer: `run` inside the group's transaction (see [`writer_loop`]),
+/// `finish` after the commit.
 trait WriteJob: Send {
-    /// Runs the job; `false` rolls its savepoint back.
+    /// Runs the job (again, if its group is run a second time); `false` when it failed.
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller; `commit_error` when the group's commit failed.
     fn finish(self: Box<Self>, commit_error: Option<&str>);
@@ -48,12 +49,12 @@ struct WriteOp<T, F> {
 impl<T, F> WriteJob for WriteOp<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> StoreResult<T> + Send,
+    F: Fn(&Connection) -> StoreResult<T> + Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
-        let result = match self.f.take() {
+        let result = match &self.f {
             Some(f) => f(conn),
-            None => Err(StoreError::Corrupt("write job ran twice".into())),
+            None => Err(StoreError::Corrupt("write job has no work".into())),
         };
         let ok = result.is_ok();
         self.result = Some(result);
@@ -77,6 +78,39 @@ fn control(conn: &Connection, sql: &'static str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
+/// Runs every job of `group` in the open transaction, each in its own savepoint when
+/// `isolated` (a failing job then rolls back alone). Returns whether every job succeeded.
+fn run_group(conn: &Connection, group: &mut [BoxedJob], isolated: bool) -> bool {
+    let mut all_ok = true;
+    for job in group.iter_mut() {
+        if isolated {
+            let _ = control(conn, "SAVEPOINT job");
+        }
+        // A job that panics fails alone (its caller gets an error); the writer carries on.
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn)))
+            .unwrap_or(false);
+        if isolated {
+            if !ok {
+                let _ = control(conn, "ROLLBACK TO job");
+            }
+            let _ = control(conn, "RELEASE job");
+        } else if !ok {
+            // The group's other work is undone with it; the caller runs it again isolated.
+            return false;
+        }
+        all_ok &= ok;
+    }
+    all_ok
+}
+
+/// The writer: takes every job waiting (up to [`MAX_GROUP`]), runs them in one transaction,
+/// commits once and answers each caller after the commit.
+///
+/// The jobs run straight in the transaction first: almost every group succeeds whole, and a
+/// savepoint per job would cost two statements and a copy of every page the job touches into
+/// its sub-journal. When a job fails, the group is rolled back and run again with a savepoint
+/// per job, so the failing job fails alone and the others commit. (Jobs are `Fn`: running one
+/// twice does the same work.)
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<BoxedJob>) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -93,15 +127,24 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<BoxedJob>) {
             }
             continue;
         }
-        for job in group.iter_mut() {
-            let _ = control(&conn, "SAVEPOINT job");
-            // A job that panics fails alone (its caller gets an error); the writer carries on.
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&conn)))
-                .unwrap_or(false);
-            if !ok {
-                let _ = control(&conn, "ROLLBACK TO job");
+        if !run_group(&conn, &mut group, false) {
+            let _ = conn.execute_batch("ROLLBACK");
+            if group.len() > 1 {
+                if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
+                    let msg = e.to_string();
+                    for job in group {
+                        job.finish(Some(&msg));
+                    }
+                    continue;
+                }
+                run_group(&conn, &mut group, true);
+            } else {
+                // A job alone: its failure is its answer, and nothing is left to commit.
+                for job in group {
+                    job.finish(None);
+                }
+                continue;
             }
-            let _ = control(&conn, "RELEASE job");
         }
         let commit_error = control(&conn, "COMMIT").err().map(|e| {
             let _ = conn.execute_batch("ROLLBACK");
@@ -116,6 +159,29 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<BoxedJob>) {
 /// WAL pages past which the checkpointer restarts the log instead of only copying it back.
 const CHECKPOINT_RESTART_PAGES: i64 = 4000;
 
+/// How often the writer or the checkpointer, finding the database locked, tries again.
+const BUSY_POLL: Duration = Duration::from_micros(100);
+
+/// Busy handlers retry every [`BUSY_POLL`] for about `limit` in all. SQLite's own
+/// (`busy_timeout`) sleeps 1, 2, 5, 10, 15… ms between tries, so a writer held up by a
+/// checkpoint restarting the WAL (a few milliseconds: its fsync) slept on for up to 33 ms after
+/// the lock was free, with every caller queued behind it.
+fn busy_retry(tries: i32, limit: Duration) -> bool {
+    if BUSY_POLL * tries.max(0).unsigned_abs() >= limit {
+        return false;
+    }
+    std::thread::sleep(BUSY_POLL);
+    true
+}
+
+fn writer_busy(tries: i32) -> bool {
+    busy_retry(tries, Duration::from_secs(10))
+}
+
+fn checkpointer_busy(tries: i32) -> bool {
+    busy_retry(tries, Duration::from_secs(1))
+}
+
 /// Checkpoints the WAL from its own connection every half second, so the writer never pays
 /// for it (the copy into the database and its fsync). `PASSIVE` never blocks the writer or
 /// readers. The thread ends when the store is dropped.
@@ -123,7 +189,7 @@ fn checkpoint_loop(path: PathBuf, stop: mpsc::Receiver<()>) {
     let Ok(conn) = Connection::open(&path) else {
         return;
     };
-    let _ = conn.busy_timeout(Duration::from_secs(1));
+    let _ = conn.busy_handler(Some(checkpointer_busy));
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(500)) {
         // (busy, pages in the WAL, pages checkpointed)
         let state: rusqlite::Result<(i64, i64, i64)> =
@@ -252,7 +318,7 @@ fn open_writer(path: Option<&PathBuf>) -> StoreResult<Connection> {
         Some(p) => Connection::open(p)?,
         None => Connection::open_in_memory()?,
     };
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_handler(Some(writer_busy))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
     )?;
@@ -325,11 +391,12 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` on the writer, inside the current group's transaction.
+    /// Runs `f` on the writer, inside the current group's transaction (`f` may run twice: see
+    /// [`writer_loop`]).
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let job: BoxedJob = Box::new(WriteOp {
@@ -352,7 +419,7 @@ impl SqliteStore {
     async fn lookup<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let Some(readers) = &self.readers else {
             return self.write(f).await;
@@ -367,7 +434,7 @@ impl SqliteStore {
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let Some(readers) = self.readers.clone() else {
             return self.write(f).await;
@@ -763,7 +830,7 @@ fn load_session(conn: &Connection, id: &str) -> StoreResult<Option<Session>> {
         session_cols!(""),
         " FROM sessions WHERE id = ?1"
     ))?
-    .query_row([id], session_row)
+    .query_row([&id], session_row)
     .optional()?
     .map(session_from)
     .transpose()
@@ -1017,7 +1084,25 @@ fn check_and_count(conn: &Connection, s: &NewSend) -> StoreResult<Option<SendOut
     Ok(None)
 }
 
+/// Fails with [`StoreError::TenantChanged`] unless the tenant row still matches `guard`.
+fn check_tenant_guard(conn: &Connection, guard: Option<&TenantGuard>) -> StoreResult<()> {
+    let Some(g) = guard else {
+        return Ok(());
+    };
+    let same = conn
+        .prepare_cached(
+            "SELECT 1 FROM tenants WHERE id = ?1 AND enabled = 1 AND secret_enc = ?2 AND allow_ips = ?3",
+        )?
+        .exists(params![g.tenant_id, g.secret_enc, g.allow_ips])?;
+    if same {
+        Ok(())
+    } else {
+        Err(StoreError::TenantChanged)
+    }
+}
+
 fn create_send(conn: &Connection, s: &NewSend) -> StoreResult<SendOutcome> {
+    check_tenant_guard(conn, s.guard.as_ref())?;
     if let Some(order_id) = &s.order_id {
         let existing: Option<String> = conn
             .prepare_cached(
@@ -1148,78 +1233,84 @@ fn create_send(conn: &Connection, s: &NewSend) -> StoreResult<SendOutcome> {
 }
 
 /// The SET clause of an attempt update: each column keeps its value where the update has none.
-macro_rules! attempt_update_sql {
-    ($where:literal) => {
-        concat!(
-            "UPDATE attempts SET gateway_state = COALESCE(?1, gateway_state), report_state = COALESCE(?2, report_state), \
-             reason = COALESCE(?3, reason), provider_message_id = COALESCE(?4, provider_message_id), \
-             encoding = COALESCE(?5, encoding), segments = COALESCE(?6, segments), mnc = COALESCE(?7, mnc), \
-             price_micros = COALESCE(?8, price_micros), rate_micros = COALESCE(?9, rate_micros), \
-             bill_period = COALESCE(?10, bill_period), call_duration = COALESCE(?11, call_duration), \
-             charged_duration = COALESCE(?12, charged_duration), send_ms = COALESCE(?13, send_ms), \
-             done_ms = COALESCE(?14, done_ms), ring_ms = COALESCE(?15, ring_ms), \
-             answer_ms = COALESCE(?16, answer_ms), termination_code = COALESCE(?17, termination_code), \
-             route = COALESCE(?18, route), provider = COALESCE(?19, provider), sender = COALESCE(?20, sender) \
-             WHERE id = ?21 ",
-            $where,
-            " RETURNING session_id"
-        )
-    };
-}
-
 /// Applies `u` to the attempt if `guard` allows it (checked in the same statement); returns
 /// whether it did.
+///
+/// The statement sets only the columns `u` changes: a column assigned, even to its own value,
+/// makes SQLite rewrite every index entry that covers it (route and message id, the pending
+/// receipts), which was most of an outcome's cost. The few shapes in use stay prepared.
 fn guarded_update(
     conn: &Connection,
     id: i64,
     guard: AttemptGuard,
     u: &AttemptUpdate,
 ) -> StoreResult<bool> {
-    let sql = match guard {
-        AttemptGuard::Any => attempt_update_sql!(""),
-        AttemptGuard::Gateway(_) => {
-            attempt_update_sql!("AND gateway_state IN (?22, ?23, ?24)")
-        }
-        AttemptGuard::Unconfirmed => attempt_update_sql!(
-            "AND (report_state IN ('unknown', 'pending') \
-             OR (report_state = 'fail' AND reason = 'no delivery report'))"
-        ),
+    use std::fmt::Write as _;
+    let mut sets = String::new();
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&id];
+    macro_rules! set {
+        ($($col:ident),* $(,)?) => {$(
+            if let Some(v) = &u.$col {
+                args.push(v);
+                let sep = if sets.is_empty() { "" } else { ", " };
+                let _ = write!(sets, "{sep}{} = ?{}", stringify!($col), args.len());
+            }
+        )*};
+    }
+    set!(
+        gateway_state,
+        report_state,
+        reason,
+        provider_message_id,
+        encoding,
+        segments,
+        mnc,
+        price_micros,
+        rate_micros,
+        bill_period,
+        call_duration,
+        charged_duration,
+        send_ms,
+        done_ms,
+        ring_ms,
+        answer_ms,
+        termination_code,
+        route,
+        provider,
+        sender,
+    );
+    let mut sql = if sets.is_empty() {
+        // Nothing to change: whether the guard holds is the answer.
+        String::from("SELECT session_id FROM attempts WHERE id = ?1")
+    } else {
+        format!("UPDATE attempts SET {sets} WHERE id = ?1")
     };
-    let mut stmt = conn.prepare_cached(sql)?;
-    let fields = params![
-        u.gateway_state,
-        u.report_state,
-        u.reason,
-        u.provider_message_id,
-        u.encoding,
-        u.segments,
-        u.mnc,
-        u.price_micros,
-        u.rate_micros,
-        u.bill_period,
-        u.call_duration,
-        u.charged_duration,
-        u.send_ms,
-        u.done_ms,
-        u.ring_ms,
-        u.answer_ms,
-        u.termination_code,
-        u.route,
-        u.provider,
-        u.sender,
-        id
-    ];
-    let session_id: Option<String> = match guard {
+    match guard {
+        AttemptGuard::Any => {}
         AttemptGuard::Gateway(states) => {
-            // Up to three states; the list is padded with its first one.
-            let pick = |i: usize| states.get(i).or(states.first()).copied().unwrap_or("");
-            let mut all: Vec<&dyn rusqlite::ToSql> = fields.to_vec();
-            let (a, b, c) = (pick(0), pick(1), pick(2));
-            all.extend([&a as &dyn rusqlite::ToSql, &b, &c]);
-            stmt.query_row(all.as_slice(), |r| r.get(0)).optional()?
+            sql.push_str(" AND gateway_state IN (");
+            for (i, state) in states.iter().enumerate() {
+                args.push(state);
+                let sep = if i == 0 { "" } else { ", " };
+                let _ = write!(sql, "{sep}?{}", args.len());
+            }
+            if states.is_empty() {
+                sql.push_str("NULL");
+            }
+            sql.push(')');
         }
-        _ => stmt.query_row(fields, |r| r.get(0)).optional()?,
-    };
+        AttemptGuard::Unconfirmed => sql.push_str(
+            " AND (report_state IN ('unknown', 'pending') \
+             OR (report_state = 'fail' AND reason = 'no delivery report'))",
+        ),
+    }
+    if !sets.is_empty() {
+        sql.push_str(" RETURNING session_id");
+    }
+    let session_id: Option<String> = conn
+        .prepare_cached(&sql)?
+        .query_row(args.as_slice(), |r| r.get(0))
+        .optional()?;
     let Some(session_id) = session_id else {
         return Ok(false);
     };
@@ -1264,7 +1355,19 @@ fn finish_job(conn: &Connection, o: &JobOutcome) -> StoreResult<bool> {
     for j in &o.follow_ups {
         insert_job(conn, j, o.now_ms)?;
     }
+    if let Some(e) = &o.outbox {
+        insert_outbox_row(conn, e)?;
+    }
     Ok(true)
+}
+
+fn insert_outbox_row(conn: &Connection, e: &OutboxEntry) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO console_outbox (at_ms, channel, to_number, sender, text, verification_id, attempt_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![e.at_ms, e.channel, e.to, e.sender, e.text, e.verification_id, e.attempt_id])?;
+    Ok(())
 }
 
 fn start_attempt(conn: &Connection, id: i64, now_ms: i64) -> StoreResult<StartAttempt> {
@@ -1349,9 +1452,11 @@ fn verify(
     conn: &Connection,
     verification_id: &str,
     tenant_id: i64,
-    hash: CandidateHash,
+    guard: Option<&TenantGuard>,
+    hash: &CandidateHash,
     now_ms: i64,
 ) -> StoreResult<VerifyLookup> {
+    check_tenant_guard(conn, guard)?;
     let Some((verification, mut session)) = load_verification_session(conn, verification_id)?
     else {
         return Ok(VerifyLookup::Unknown);
@@ -1452,7 +1557,7 @@ impl Store for SqliteStore {
         let key = api_key.to_string();
         self.write(move |c| {
             Ok(c.prepare_cached(tenant_by_key_sql())?
-                .query_row([key], tenant_from)
+                .query_row([&key], tenant_from)
                 .optional()?)
         })
         .await
@@ -1576,7 +1681,7 @@ impl Store for SqliteStore {
                 c.prepare_cached(
                     "SELECT private_enc, public_pem FROM system_keys WHERE name = ?1",
                 )?
-                .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row([&name], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?,
             )
         })
@@ -1602,7 +1707,7 @@ impl Store for SqliteStore {
             )?
             .execute(params![name, private_enc, public_pem, now_ms])?;
             Ok(c.prepare_cached("SELECT private_enc, public_pem FROM system_keys WHERE name = ?1")?
-                .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))?)
+                .query_row([&name], |r| Ok((r.get(0)?, r.get(1)?)))?)
         })
         .await
     }
@@ -1615,7 +1720,7 @@ impl Store for SqliteStore {
                 session_cols!(""),
                 " FROM sessions WHERE external_id = ?1"
             ))?
-            .query_row([id], session_row)
+            .query_row([&id], session_row)
             .optional()?
             .map(session_from)
             .transpose()
@@ -1884,11 +1989,12 @@ impl Store for SqliteStore {
         &self,
         verification_id: &str,
         tenant_id: i64,
+        guard: Option<TenantGuard>,
         hash: CandidateHash,
         now_ms: i64,
     ) -> StoreResult<VerifyLookup> {
         let id = verification_id.to_string();
-        self.write(move |c| verify(c, &id, tenant_id, hash, now_ms))
+        self.write(move |c| verify(c, &id, tenant_id, guard.as_ref(), &hash, now_ms))
             .await
     }
 
@@ -2049,7 +2155,7 @@ impl Store for SqliteStore {
         self.write(move |c| {
             Ok(
                 c.prepare_cached("UPDATE jobs SET owner = NULL, lease_ms = NULL WHERE owner = ?1")?
-                    .execute([owner])? as u64,
+                    .execute([&owner])? as u64,
             )
         })
         .await
@@ -2118,15 +2224,7 @@ impl Store for SqliteStore {
 
     async fn insert_outbox(&self, e: &OutboxEntry) -> StoreResult<()> {
         let e = e.clone();
-        self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO console_outbox (at_ms, channel, to_number, sender, text, verification_id, attempt_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![e.at_ms, e.channel, e.to, e.sender, e.text, e.verification_id, e.attempt_id])?;
-            Ok(())
-        })
-        .await
+        self.write(move |c| insert_outbox_row(c, &e)).await
     }
 
     async fn list_outbox(&self, limit: i64) -> StoreResult<Vec<OutboxEntry>> {
@@ -2205,6 +2303,49 @@ mod tests {
             let found = s.get_app(&format!("app{i:05}")).await.unwrap();
             assert_eq!(found.is_some(), result.is_ok(), "app {i}");
         }
+    }
+
+    /// A group with failing jobs is run again with a savepoint per job: the jobs that
+    /// succeed are applied once, not twice, and each caller gets its own result.
+    #[tokio::test]
+    async fn a_group_run_again_applies_each_job_once() {
+        let (s, _dir) = store().await;
+        s.write(|c| {
+            c.execute_batch(
+                "CREATE TABLE counter (n INTEGER NOT NULL); INSERT INTO counter VALUES (0);",
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let results = futures::future::join_all((0..60).map(|i| {
+            let s = &s;
+            async move {
+                s.write(move |c| {
+                    c.execute("UPDATE counter SET n = n + 1", [])?;
+                    if i % 3 == 0 {
+                        return Err(StoreError::Db(format!("job {i} fails")));
+                    }
+                    Ok(i)
+                })
+                .await
+            }
+        }))
+        .await;
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                Ok(v) => assert_eq!(*v, i, "job {i}"),
+                Err(e) => assert!(i % 3 == 0 && e.to_string().contains(&format!("job {i} fails"))),
+            }
+        }
+        let n: i64 = s
+            .write(|c| Ok(c.query_row("SELECT n FROM counter", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(
+            n, 40,
+            "the 40 jobs that succeed count once each; the failing ones not at all"
+        );
     }
 
     #[tokio::test]

@@ -240,6 +240,87 @@ async fn disabled_tenant_is_refused_until_re_enabled() {
     assert_ok(&app.get(LIST).await);
 }
 
+/// Send, sendRule, resend and verify authenticate against the tenant row as last read and
+/// check it in their own transaction: a change made behind the server's back (here straight
+/// in the store, as the CLI does from its own process) applies to the very next call, in both
+/// directions, and a refused call writes nothing.
+#[tokio::test]
+async fn tenant_changes_apply_at_once_to_the_calls_that_use_the_cached_row() {
+    let app = TestApp::spawn().await;
+    let (app_id, tpl) = app.app_and_template().await;
+    let vid = app.send_ok(&app_id, tpl, "14155550101").await;
+    assert_eq!(app.verify(&vid, "000000").await["data"]["matched"], 2);
+    let sent = app.provider.sent().len();
+    let store = app.service.store.clone();
+    let set_enabled = |on: bool| {
+        let store = store.clone();
+        let key = app.key.clone();
+        async move {
+            assert!(
+                store
+                    .set_tenant_enabled(otpgate::store::tenant_kind::BUKA, &key, on)
+                    .await
+                    .expect("store")
+            );
+        }
+    };
+    let set_allow = |list: &[&str]| {
+        let store = store.clone();
+        let key = app.key.clone();
+        let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        async move {
+            assert!(
+                store
+                    .set_tenant_allow_ips(otpgate::store::tenant_kind::BUKA, &key, &list)
+                    .await
+                    .expect("store")
+            );
+        }
+    };
+
+    set_enabled(false).await;
+    assert_error(
+        &app.send(&app_id, tpl, "14155550102").await,
+        "-1",
+        "authentication",
+    );
+    assert_error(&app.verify(&vid, "000000").await, "-1", "authentication");
+    let rule = app
+        .post(
+            "/v3/otp/verification/sendRule",
+            json!({"appId": app_id, "to": "14155550103", "code": "4321"}),
+        )
+        .await;
+    assert_error(&rule, "-1", "authentication");
+    let resend = app
+        .post(
+            "/v3/otp/verification/resend",
+            json!({"verificationId": vid}),
+        )
+        .await;
+    assert_error(&resend, "-1", "authentication");
+    assert_eq!(
+        app.provider.sent().len(),
+        sent,
+        "a refused send delivers nothing"
+    );
+
+    set_enabled(true).await;
+    let second = app.send_ok(&app_id, tpl, "14155550104").await;
+
+    set_allow(&["10.0.0.0/8"]).await;
+    assert_error(&app.verify(&second, "000000").await, "-2", "IP");
+    assert_error(&app.send(&app_id, tpl, "14155550105").await, "-2", "IP");
+    set_allow(&[]).await;
+    // The refused verifies counted no wrong code: four more wrong codes answer `matched 2`
+    // (the last of them is the fifth in all and locks the session), then -23.
+    for _ in 0..4 {
+        assert_eq!(app.verify(&vid, "000000").await["data"]["matched"], 2);
+    }
+    assert_eq!(app.verify(&vid, "000000").await["status"], "-23");
+    assert_eq!(app.provider.sent().len(), sent + 1);
+}
+
 /// Sets the test tenant's allow-list, asserting the service accepts it.
 async fn allow(app: &TestApp, entries: &[&str]) {
     let list: Vec<String> = entries.iter().map(|s| s.to_string()).collect();

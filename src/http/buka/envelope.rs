@@ -62,6 +62,9 @@ impl From<ServiceError> for BukaError {
             ServiceError::PhoneLimit => BukaError::new("-28", "period phone send limit reached"),
             // Only SGate calls raise these; a Buka path reaching one is a bug.
             ServiceError::Otp(f) => BukaError::internal(&format!("SGate rule on a Buka call: {f}")),
+            // The handler authenticates again when this comes back (auth::FastCaller); if the
+            // row changed once more in between, the caller is told to sign again.
+            ServiceError::TenantChanged => BukaError::new("-1", "authentication failed"),
             ServiceError::Internal(e) => BukaError::internal(&format!("{e:#}")),
         }
     }

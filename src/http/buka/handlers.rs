@@ -6,7 +6,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::Caller;
+use super::auth::{Caller, FastCaller};
 use super::body::{BukaJson, opt_int, opt_text};
 use super::envelope::{BukaError, reply};
 use super::views;
@@ -412,15 +412,28 @@ fn send_input(b: SendBody, with_code: bool) -> SendInput {
     }
 }
 
+/// Sends as `caller` (see [`FastCaller::run`]).
+async fn send_as(
+    st: &AppState,
+    caller: &FastCaller,
+    input: SendInput,
+) -> Result<SendResult, BukaError> {
+    caller
+        .run(st, |tenant_id, guard| {
+            st.service.send(tenant_id, guard, input.clone())
+        })
+        .await
+}
+
 pub(super) async fn send(
     State(st): State<AppState>,
-    Caller(t): Caller,
+    caller: FastCaller,
     body: Body<SendBody>,
 ) -> Response {
     reply(
         async {
             let BukaJson(b) = body?;
-            let r = st.service.send(t.id, send_input(b, false)).await?;
+            let r = send_as(&st, &caller, send_input(b, false)).await?;
             Ok(send_view(&r))
         }
         .await,
@@ -429,7 +442,7 @@ pub(super) async fn send(
 
 pub(super) async fn send_rule(
     State(st): State<AppState>,
-    Caller(t): Caller,
+    caller: FastCaller,
     body: Body<SendBody>,
 ) -> Response {
     reply(
@@ -438,7 +451,7 @@ pub(super) async fn send_rule(
             if b.code.as_deref().is_none_or(str::is_empty) {
                 return Err(BukaError::param("code", "is required"));
             }
-            let r = st.service.send(t.id, send_input(b, true)).await?;
+            let r = send_as(&st, &caller, send_input(b, true)).await?;
             Ok(send_view(&r))
         }
         .await,
@@ -461,14 +474,19 @@ fn required(v: Option<String>, field: &str) -> Result<String, BukaError> {
 
 pub(super) async fn resend(
     State(st): State<AppState>,
-    Caller(t): Caller,
+    caller: FastCaller,
     body: Body<ResendBody>,
 ) -> Response {
     reply(
         async {
             let BukaJson(b) = body?;
             let id = required(b.verification_id, "verificationId")?;
-            let r = st.service.resend(t.id, &id, b.channel.as_deref()).await?;
+            let channel = b.channel.as_deref();
+            let r = caller
+                .run(&st, |tenant_id, guard| {
+                    st.service.resend(tenant_id, guard, &id, channel)
+                })
+                .await?;
             Ok(send_view(&r))
         }
         .await,
@@ -486,7 +504,7 @@ pub(super) struct VerifyBody {
 
 pub(super) async fn verify(
     State(st): State<AppState>,
-    Caller(t): Caller,
+    caller: FastCaller,
     body: Body<VerifyBody>,
 ) -> Response {
     reply(
@@ -494,7 +512,11 @@ pub(super) async fn verify(
             let BukaJson(b) = body?;
             let id = required(b.verification_id, "verificationId")?;
             let code = required(b.code, "code")?;
-            let r = st.service.verify(t.id, &id, &code).await?;
+            let r = caller
+                .run(&st, |tenant_id, guard| {
+                    st.service.verify(tenant_id, guard, &id, &code)
+                })
+                .await?;
             Ok(json!({"verificationId": r.verification_id, "to": r.to, "channel": r.channel, "matched": r.matched}))
         }
         .await,

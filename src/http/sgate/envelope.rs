@@ -117,6 +117,10 @@ impl From<ServiceError> for SgateError {
             ServiceError::Invalid { field, reason } => SgateError::invalid(&field, reason),
             ServiceError::PhoneLimit | ServiceError::TotalLimit => OtpFailure::TooSoon.into(),
             ServiceError::AttemptsExceeded { .. } => OtpFailure::Locked.into(),
+            // SGate calls carry no tenant guard; reaching this is a bug.
+            ServiceError::TenantChanged => {
+                SgateError::fault(1000, &"tenant guard on an SGate call")
+            }
             ServiceError::Internal(e) => SgateError::fault(1000, &format!("{e:#}")),
             // No SGate call can meet these (merchants own no orders, flows or other
             // tenants' objects): reaching one is a bug, answered as a fault and logged.

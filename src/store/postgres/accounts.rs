@@ -767,7 +767,10 @@ pub(super) async fn record_postback(pool: &PgPool, p: &Postback) -> StoreResult<
 
 // Console outbox
 
-pub(super) async fn insert_outbox(pool: &PgPool, e: &OutboxEntry) -> StoreResult<()> {
+pub(super) async fn insert_outbox<'c, X: sqlx::PgExecutor<'c>>(
+    ex: X,
+    e: &OutboxEntry,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO console_outbox (at_ms, channel, to_number, sender, text, verification_id, attempt_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -779,7 +782,7 @@ pub(super) async fn insert_outbox(pool: &PgPool, e: &OutboxEntry) -> StoreResult
     .bind(&e.text)
     .bind(&e.verification_id)
     .bind(e.attempt_id)
-    .execute(pool)
+    .execute(ex)
     .await?;
     Ok(())
 }

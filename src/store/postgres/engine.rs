@@ -404,12 +404,33 @@ pub(super) async fn session_by_external(
     .transpose()
 }
 
+/// Fails with [`StoreError::TenantChanged`] unless the tenant row still matches `guard`.
+async fn check_tenant_guard(tx: &mut Tx, guard: Option<&TenantGuard>) -> StoreResult<()> {
+    let Some(g) = guard else {
+        return Ok(());
+    };
+    let same: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1 AND enabled AND secret_enc = $2 AND allow_ips = $3)",
+    )
+    .bind(g.tenant_id)
+    .bind(&g.secret_enc)
+    .bind(&g.allow_ips)
+    .fetch_one(&mut **tx)
+    .await?;
+    if same {
+        Ok(())
+    } else {
+        Err(StoreError::TenantChanged)
+    }
+}
+
 /// One transaction. Locks, in this order: the orderId's advisory lock, the resent session's
 /// row, the app's total-limit lock, the number's limit lock; each is taken before what it
 /// guards is read, so a second node's send of the same order / app / number waits and then
 /// sees the first one's rows.
 pub(super) async fn create_send(pool: &PgPool, s: &NewSend) -> StoreResult<SendOutcome> {
     let mut tx = pool.begin().await?;
+    check_tenant_guard(&mut tx, s.guard.as_ref()).await?;
     if let Some(order_id) = &s.order_id {
         lock_key(&mut tx, &format!("order:{}:{order_id}", s.tenant_id)).await?;
         let existing: Option<String> = sqlx::query_scalar(
@@ -610,10 +631,12 @@ pub(super) async fn verify(
     pool: &PgPool,
     verification_id: &str,
     tenant_id: i64,
+    guard: Option<&TenantGuard>,
     hash: CandidateHash,
     now_ms: i64,
 ) -> StoreResult<VerifyLookup> {
     let mut tx = pool.begin().await?;
+    check_tenant_guard(&mut tx, guard).await?;
     let row = sqlx::query(concat!(
         "SELECT ",
         verification_cols!("v."),
@@ -829,6 +852,9 @@ pub(super) async fn finish_job(pool: &PgPool, o: &JobOutcome) -> StoreResult<boo
     }
     for j in &o.follow_ups {
         insert_job(&mut tx, j, o.now_ms).await?;
+    }
+    if let Some(e) = &o.outbox {
+        super::accounts::insert_outbox(&mut *tx, e).await?;
     }
     tx.commit().await?;
     Ok(true)

@@ -387,10 +387,19 @@ impl Store for PgStore {
         &self,
         verification_id: &str,
         tenant_id: i64,
+        guard: Option<TenantGuard>,
         hash: CandidateHash,
         now_ms: i64,
     ) -> StoreResult<VerifyLookup> {
-        engine::verify(&self.pool, verification_id, tenant_id, hash, now_ms).await
+        engine::verify(
+            &self.pool,
+            verification_id,
+            tenant_id,
+            guard.as_ref(),
+            hash,
+            now_ms,
+        )
+        .await
     }
 
     async fn claim_jobs(
