@@ -1213,12 +1213,38 @@ async fn serve_in_development_sends_through_the_console_outbox() {
     assert_eq!(r["status"], "0", "{r}");
     assert_eq!(r["data"]["matched"], 0, "{r}");
 
-    // A disabled tenant is refused at once by the running server.
+    // A disabled tenant is refused at once by the running server: on the calls that read the
+    // tenant row, and on send and verify, which check the row the server last read (and
+    // cached) inside their own transaction.
     sb.ok(&["tenant", "disable", &api.key]);
     let r = api
         .post("/v3/otp/app/add", json!({"name": "cli_e2e_app2"}))
         .await;
     assert_eq!(r["status"], "-1", "{r}");
+    let r = api
+        .post(
+            "/v3/otp/verification/verify",
+            json!({"verificationId": vid, "code": code}),
+        )
+        .await;
+    assert_eq!(r["status"], "-1", "{r}");
+    let r = api
+        .post(
+            "/v3/otp/verification/send",
+            json!({"appId": app_id, "templateId": tpl, "to": US}),
+        )
+        .await;
+    assert_eq!(r["status"], "-1", "{r}");
+    // Enabled again, and limited to an address the test does not call from: -2.
+    sb.ok(&["tenant", "enable", &api.key]);
+    sb.ok(&["tenant", "allow-ip", &api.key, "10.0.0.0/8"]);
+    let r = api
+        .post(
+            "/v3/otp/verification/verify",
+            json!({"verificationId": vid, "code": code}),
+        )
+        .await;
+    assert_eq!(r["status"], "-2", "{r}");
     drop(api);
 
     // SIGTERM stops the server cleanly.
