@@ -37,15 +37,18 @@ impl PhoneNumber {
         }
         let parsed = rlibphonenumber::PhoneNumber::parse(format!("+{digits}"), None)
             .map_err(|_| PhoneError::Impossible)?;
-        if !parsed.is_valid() {
-            return Err(PhoneError::Impossible);
-        }
+        // What `is_valid` does, without finding the region a second time for the answer
+        // (for +1 numbers that means trying the patterns of every NANP region).
+        let region = parsed
+            .get_region_code()
+            .filter(|r| parsed.is_valid_for_region(*r))
+            .ok_or(PhoneError::Impossible)?;
         let country_code =
             u16::try_from(parsed.country_code).map_err(|_| PhoneError::Impossible)?;
         Ok(Self {
             digits: digits.to_string(),
             country_code,
-            region: parsed.get_region_code().map(|r| r.to_string()),
+            region: Some(region.to_string()),
         })
     }
 

@@ -290,6 +290,7 @@ impl Service {
                     claim: None,
                     guard: s.guard.clone(),
                 },
+                &s.code,
                 &target,
                 next_step,
             )
@@ -309,6 +310,7 @@ impl Service {
     async fn commit_send(
         &self,
         build: impl Fn(&str, i64) -> NewSend,
+        fresh: &Code,
         target: &DeliveryTarget,
         next_step: Option<(i64, i64)>,
     ) -> ServiceResult<String> {
@@ -328,7 +330,17 @@ impl Service {
                     code_sealed,
                     job,
                 }) => {
-                    let code = self.open_code(&code_sealed, &session_id)?;
+                    // The session keeps the code this send sealed, or (a resend while the
+                    // code is valid) the one it had.
+                    let sealed_here = match &send.target {
+                        SendTarget::New(n) => &n.code.sealed,
+                        SendTarget::Resend { fresh, .. } => &fresh.sealed,
+                    };
+                    let code = if *sealed_here == code_sealed {
+                        fresh.clone()
+                    } else {
+                        self.open_code(&code_sealed, &session_id)?
+                    };
                     tracing::info!(
                         verification.id = %send.verification_id,
                         session.id = %session_id,
@@ -423,6 +435,7 @@ impl Service {
                     claim: None,
                     guard: guard.clone(),
                 },
+                &fresh,
                 &target,
                 None,
             )
