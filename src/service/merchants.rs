@@ -5,8 +5,7 @@
 //! tenant's) with an RSA public key, a sandbox flag and one app: code expiry 5 minutes, one
 //! send per minute per number, and one template per product name carrying the `stcpay` text.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -48,11 +47,9 @@ pub struct MerchantChange {
 #[derive(Default)]
 pub struct KeyCache {
     signer: tokio::sync::OnceCell<Arc<RsaSigner>>,
-    /// Merchant public keys by their PEM (bounded; cleared when full).
-    verifiers: RwLock<HashMap<String, RsaVerifier>>,
+    /// Merchant public keys by their PEM.
+    verifiers: super::cache::BoundedCache<RsaVerifier>,
 }
-
-const VERIFIER_CACHE_MAX: usize = 10_000;
 
 impl std::fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -221,21 +218,13 @@ impl Service {
     /// The merchant's public key, parsed once per distinct PEM.
     pub fn merchant_verifier(&self, merchant: &Merchant) -> ServiceResult<RsaVerifier> {
         let cache = &self.keys_cache.verifiers;
-        if let Some(v) = cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&merchant.public_key)
-        {
-            return Ok(v.clone());
+        if let Some(v) = cache.get(&merchant.public_key) {
+            return Ok(v);
         }
         let v = RsaVerifier::from_pem(&merchant.public_key)
             .with_context(|| format!("the stored public key of merchant {}", merchant.tenant.id))
             .map_err(ServiceError::Internal)?;
-        let mut map = cache.write().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= VERIFIER_CACHE_MAX {
-            map.clear();
-        }
-        map.insert(merchant.public_key.clone(), v.clone());
+        cache.put(&merchant.public_key, v.clone());
         Ok(v)
     }
 

@@ -2,6 +2,7 @@
 //! call these methods; they speak domain types and [`ServiceError`], never wire formats.
 
 mod backfill;
+mod cache;
 mod catalog;
 mod delivery;
 mod flows;

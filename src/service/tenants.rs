@@ -9,72 +9,16 @@ use super::{Service, ServiceError, ServiceResult};
 use crate::domain::ids::random_alnum;
 use crate::store::{NewTenant, Tenant, TenantGuard, tenant_kind};
 
-/// Unsealed API secrets keyed by their sealed form (bounded; cleared when full).
-#[derive(Default)]
-pub struct SecretCache(std::sync::RwLock<std::collections::HashMap<String, String>>);
+/// Unsealed API secrets keyed by their sealed form.
+pub type SecretCache = super::cache::BoundedCache<String>;
 
-impl std::fmt::Debug for SecretCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretCache(***)")
-    }
-}
-
-const SECRET_CACHE_MAX: usize = 10_000;
-
-impl SecretCache {
-    fn get(&self, sealed: &str) -> Option<String> {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(sealed)
-            .cloned()
-    }
-
-    fn put(&self, sealed: &str, secret: &str) {
-        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= SECRET_CACHE_MAX {
-            map.clear();
-        }
-        map.insert(sealed.to_string(), secret.to_string());
-    }
-}
-
-/// Tenant rows by API key, as last read from the store (bounded; cleared when full).
+/// Tenant rows by API key, as last read from the store.
 ///
 /// A cached row only lets a request skip the lookup on the calls that check a
 /// [`TenantGuard`] in their own transaction (send, resend, verify): if the row changed
 /// meanwhile (the CLI disabled the tenant or changed its allow-list), that call fails with
 /// [`ServiceError::TenantChanged`] and the dialect authenticates again on the fresh row.
-#[derive(Default)]
-pub struct TenantCache(std::sync::RwLock<std::collections::HashMap<String, Tenant>>);
-
-const TENANT_CACHE_MAX: usize = 10_000;
-
-impl TenantCache {
-    fn get(&self, api_key: &str) -> Option<Tenant> {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(api_key)
-            .cloned()
-    }
-
-    /// Keeps what the store just said about `api_key` (`None`: no such key).
-    fn put(&self, api_key: &str, tenant: Option<&Tenant>) {
-        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
-        match tenant {
-            Some(t) => {
-                if map.len() >= TENANT_CACHE_MAX && !map.contains_key(api_key) {
-                    map.clear();
-                }
-                map.insert(api_key.to_string(), t.clone());
-            }
-            None => {
-                map.remove(api_key);
-            }
-        }
-    }
-}
+pub type TenantCache = super::cache::BoundedCache<Tenant>;
 
 /// A new tenant with its secret in the clear, shown once.
 #[derive(Debug)]
@@ -151,7 +95,10 @@ impl Service {
     /// [`Service::cached_tenant`]).
     pub async fn tenant_by_key(&self, api_key: &str) -> ServiceResult<Option<Tenant>> {
         let tenant = self.store.tenant_by_key(api_key).await?;
-        self.tenants.put(api_key, tenant.as_ref());
+        match &tenant {
+            Some(t) => self.tenants.put(api_key, t.clone()),
+            None => self.tenants.remove(api_key),
+        }
         Ok(tenant)
     }
 
@@ -179,7 +126,7 @@ impl Service {
             .open(&tenant.secret_enc, &secret_context(&tenant.api_key))
             .with_context(|| format!("unsealing the API secret of tenant {}", tenant.id))
             .map_err(ServiceError::Internal)?;
-        self.secrets.put(&tenant.secret_enc, &secret);
+        self.secrets.put(&tenant.secret_enc, secret.clone());
         Ok(secret)
     }
 
