@@ -5,7 +5,8 @@
 //! uniqueness and verify are atomic without further locking. The writer commits in groups:
 //! it takes every job waiting in its queue, runs them in one transaction, commits once, and
 //! only then answers each caller (a failed commit fails every job of the group; a failed job
-//! fails alone: see [`writer_loop`]). One store call costs one hand-off to the writer, not one per statement.
+//! fails alone: see [`writer_loop`]). One store call costs one hand-off to the writer, not one
+//! per statement.
 //! Readers never block the writer in WAL mode.
 
 use std::collections::HashMap;
@@ -41,7 +42,7 @@ trait WriteJob: Send {
 }
 
 struct WriteOp<T, F> {
-    f: Option<F>,
+    f: F,
     result: Option<StoreResult<T>>,
     reply: oneshot::Sender<StoreResult<T>>,
 }
@@ -52,10 +53,7 @@ where
     F: Fn(&Connection) -> StoreResult<T> + Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
-        let result = match &self.f {
-            Some(f) => f(conn),
-            None => Err(StoreError::Corrupt("write job has no work".into())),
-        };
+        let result = (self.f)(conn);
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -112,6 +110,13 @@ fn run_group(conn: &Connection, group: &mut [BoxedJob], isolated: bool) -> bool 
 /// per job, so the failing job fails alone and the others commit. (Jobs are `Fn`: running one
 /// twice does the same work.)
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<BoxedJob>) {
+    // Answers every job of a group that could not start its transaction.
+    let fail = |group: Vec<BoxedJob>, e: rusqlite::Error| {
+        let msg = e.to_string();
+        for job in group {
+            job.finish(Some(&msg));
+        }
+    };
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -121,20 +126,14 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<BoxedJob>) {
             }
         }
         if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
-            let msg = e.to_string();
-            for job in group {
-                job.finish(Some(&msg));
-            }
+            fail(group, e);
             continue;
         }
         if !run_group(&conn, &mut group, false) {
             let _ = conn.execute_batch("ROLLBACK");
             if group.len() > 1 {
                 if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
-                    let msg = e.to_string();
-                    for job in group {
-                        job.finish(Some(&msg));
-                    }
+                    fail(group, e);
                     continue;
                 }
                 run_group(&conn, &mut group, true);
@@ -400,7 +399,7 @@ impl SqliteStore {
     {
         let (reply, rx) = oneshot::channel();
         let job: BoxedJob = Box::new(WriteOp {
-            f: Some(f),
+            f,
             result: None,
             reply,
         });
@@ -1232,7 +1231,6 @@ fn create_send(conn: &Connection, s: &NewSend) -> StoreResult<SendOutcome> {
     })
 }
 
-/// The SET clause of an attempt update: each column keeps its value where the update has none.
 /// Applies `u` to the attempt if `guard` allows it (checked in the same statement); returns
 /// whether it did.
 ///

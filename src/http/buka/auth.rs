@@ -26,8 +26,8 @@ pub struct Caller(pub Tenant);
 
 /// The authenticated tenant of a Buka request whose store call checks a [`TenantGuard`].
 pub struct FastCaller {
-    tenant: Tenant,
-    /// Set when `tenant` came from the cache.
+    tenant_id: i64,
+    /// Set when the tenant row came from the cache.
     guard: Option<TenantGuard>,
     creds: Credentials,
 }
@@ -133,14 +133,14 @@ impl FromRequestParts<AppState> for FastCaller {
             && let Ok(tenant) = creds.check(st, Some(tenant))
         {
             return Ok(FastCaller {
-                tenant,
+                tenant_id: tenant.id,
                 guard: Some(guard),
                 creds,
             });
         }
         let tenant = creds.check_fresh(st).await?;
         Ok(FastCaller {
-            tenant,
+            tenant_id: tenant.id,
             guard: None,
             creds,
         })
@@ -156,7 +156,7 @@ impl FastCaller {
         F: Fn(i64, Option<TenantGuard>) -> Fut,
         Fut: Future<Output = ServiceResult<T>>,
     {
-        match op(self.tenant.id, self.guard.clone()).await {
+        match op(self.tenant_id, self.guard.clone()).await {
             Err(ServiceError::TenantChanged) => {
                 let tenant = self.creds.check_fresh(st).await?;
                 Ok(op(tenant.id, None).await?)
