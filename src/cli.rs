@@ -254,7 +254,7 @@ async fn jobs(cfg: &Config, v: &Validated, limit: i64, json: bool) -> anyhow::Re
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "queued": stats.total, "due": stats.due, "oldestDue": oldest, "jobs": rows
+                "queued": stats.total, "inFlight": stats.in_flight, "due": stats.due, "oldestDue": oldest, "jobs": rows
             }))?
         );
         return Ok(());
@@ -263,7 +263,14 @@ async fn jobs(cfg: &Config, v: &Validated, limit: i64, json: bool) -> anyhow::Re
         .oldest_due_ms
         .map(|d| format!(", the oldest waiting {:.1} s", (now - d) as f64 / 1000.0))
         .unwrap_or_default();
-    println!("{} jobs queued, {} due now{lag}", stats.total, stats.due);
+    let flight = match stats.in_flight {
+        0 => String::new(),
+        n => format!(" ({n} of them deliveries in flight, held on their attempts)"),
+    };
+    println!(
+        "{} jobs queued{flight}, {} due now{lag}",
+        stats.total, stats.due
+    );
     for j in list {
         let held = match (&j.owner, j.lease_ms) {
             (Some(o), Some(l)) => format!("  held by {o} until {}", ms_to_rfc3339(l)),

@@ -59,7 +59,14 @@ impl Metrics {
                 "Flow nodes that came due, by what they did (sent, or why the flow ended)."
             );
             describe_counter!("otpgate_jobs_total", "Jobs run, by kind and result.");
-            describe_gauge!("otpgate_jobs_queued", "Jobs in the queue, claimed or not, due or not.");
+            describe_gauge!(
+                "otpgate_jobs_queued",
+                "Jobs in the queue, claimed or not, due or not, with the deliveries in flight."
+            );
+            describe_gauge!(
+                "otpgate_deliveries_in_flight",
+                "Attempts being handed to their routes now, their deliver jobs held on the attempts."
+            );
             describe_gauge!("otpgate_jobs_due", "Jobs whose time has come and that no worker holds.");
             describe_gauge!(
                 "otpgate_jobs_oldest_due_lag_seconds",
@@ -146,6 +153,7 @@ impl Metrics {
             }
             gauge!("otpgate_jobs_queued").set(stats.total as f64);
             gauge!("otpgate_jobs_due").set(stats.due as f64);
+            gauge!("otpgate_deliveries_in_flight").set(stats.in_flight as f64);
             let lag = stats
                 .oldest_due_ms
                 .map_or(0.0, |due| (now_ms - due).max(0) as f64 / 1000.0);
@@ -171,6 +179,7 @@ mod tests {
                 total: 3,
                 due: 1,
                 oldest_due_ms: Some(1_000),
+                in_flight: 2,
             },
             3_500,
             &[("smpp-a".to_string(), false, true)],
@@ -188,6 +197,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("otpgate_jobs_queued 3"), "{text}");
+        assert!(text.contains("otpgate_deliveries_in_flight 2"), "{text}");
         assert!(
             text.contains("otpgate_jobs_oldest_due_lag_seconds 2.5"),
             "{text}"

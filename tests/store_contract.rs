@@ -92,6 +92,7 @@ macro_rules! all_checks {
                 flow_steps_fire_under_their_claim_while_the_session_is_open,
                 receipts_apply_under_their_guard_and_are_found_by_message,
                 a_job_outcome_records_its_attempt_and_follow_ups_under_its_claim,
+                a_deliver_claim_held_on_its_attempt_finishes_or_moves_to_the_queue,
                 job_stats_count_the_due_free_jobs,
                 recovered_claims_are_freed_and_no_longer_hold,
                 concurrent_claimers_never_share_a_job,
@@ -1554,14 +1555,18 @@ async fn flow_steps_fire_under_their_claim_while_the_session_is_open(s: &dyn Sto
     );
     assert_eq!(new.gateway_state, gateway::SENDING);
     assert_eq!(new.flow_step, Some(2));
+    // The new attempt's deliver job is held on the attempt, not queued.
+    assert_eq!(job.id, JobId::Attempt(attempt_id));
+    assert_eq!(
+        (new.claim_owner.as_deref(), new.claim_lease_ms),
+        (Some("node-b"), Some(T0 + 90_001))
+    );
     let jobs = s.list_jobs(10).await.unwrap();
     assert!(!jobs.iter().any(|j| j.key == flow.key), "{jobs:?}");
-    let deliver = jobs
-        .iter()
-        .find(|j| j.key == format!("deliver:{attempt_id}"))
-        .expect("the new attempt's deliver job");
-    assert_eq!(deliver.claim(), job);
-    assert_eq!(deliver.lease_ms, Some(T0 + 90_001));
+    assert!(
+        !jobs.iter().any(|j| j.kind == job_kind::DELIVER),
+        "{jobs:?}"
+    );
     // The flow job is gone: firing it again finds no claim.
     assert_eq!(
         s.fire_flow_step(&fire(flow.claim(), T0 + 30_002))
@@ -1859,6 +1864,237 @@ async fn a_job_outcome_records_its_attempt_and_follow_ups_under_its_claim(s: &dy
     assert_eq!(jobs[0].last_error, None);
 }
 
+/// The outcome a deliver job records when its route took the attempt.
+fn handed_over(job: JobRef, attempt_id: i64, now_ms: i64, next: JobNext) -> JobOutcome {
+    JobOutcome {
+        outbox: None,
+        job,
+        now_ms,
+        attempt: Some((
+            attempt_id,
+            AttemptGuard::Gateway(&[gateway::SENDING]),
+            AttemptUpdate {
+                gateway_state: Some(gateway::SUCCESS.into()),
+                provider_message_id: Some(format!("m-{attempt_id}")),
+                ..AttemptUpdate::default()
+            },
+        )),
+        follow_ups: vec![NewJob::receipt_timeout(attempt_id, now_ms + 600_000)],
+        next,
+    }
+}
+
+/// A send handed to its route at once keeps its deliver job's claim on the attempt row: no
+/// queue row is written or deleted. The claim finishes like a queued one, only once, and only
+/// by its holder; a retry, a stopping worker or a lapsed lease moves it into the queue.
+async fn a_deliver_claim_held_on_its_attempt_finishes_or_moves_to_the_queue(s: &dyn Store) {
+    let (t, a) = tenant_with_app(s, "ac", None).await;
+    let claimed_send =
+        |vid: &'static str, now_ms: i64| send(t, &a, "966512345678", vid, None, now_ms);
+    let job_of = |o: SendOutcome| match o {
+        SendOutcome::Created {
+            session_id,
+            attempt_id,
+            job: Some(job),
+            ..
+        } => (session_id, attempt_id, job),
+        other => panic!("expected a claimed send, got {other:?}"),
+    };
+
+    // Written claimed: the attempt holds the claim, the queue has nothing.
+    let (s1, a1, j1) = job_of(s.create_send(&claimed_send("ac1", T0)).await.unwrap());
+    assert_eq!(j1.id, JobId::Attempt(a1));
+    assert_eq!((j1.owner.as_str(), j1.tries), ("node-a", 1));
+    let held = attempt(s, &s1, a1).await;
+    assert_eq!(held.gateway_state, gateway::SENDING);
+    assert_eq!(
+        (held.claim_owner.as_deref(), held.claim_lease_ms),
+        (Some("node-a"), Some(T0 + 60_000))
+    );
+    assert!(s.list_jobs(10).await.unwrap().is_empty());
+    let stats = s.job_stats(T0 + 1).await.unwrap();
+    assert_eq!((stats.total, stats.in_flight, stats.due), (1, 1, 0));
+    assert!(
+        s.claim_jobs("node-b", T0 + 1, T0 + 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Another owner's outcome writes nothing.
+    let mut other = handed_over(j1.clone(), a1, T0 + 5, JobNext::Delete);
+    other.job.owner = "node-b".into();
+    assert!(!s.finish_job(&other).await.unwrap());
+    assert_eq!(attempt(s, &s1, a1).await.gateway_state, gateway::SENDING);
+    assert!(s.list_jobs(10).await.unwrap().is_empty());
+
+    // The holder's outcome: the attempt is updated and its claim cleared in one go.
+    let done = handed_over(j1.clone(), a1, T0 + 5, JobNext::Delete);
+    assert!(s.finish_job(&done).await.unwrap());
+    let after = attempt(s, &s1, a1).await;
+    assert_eq!(after.gateway_state, gateway::SUCCESS);
+    assert_eq!(after.provider_message_id, Some(format!("m-{a1}")));
+    assert_eq!((after.claim_owner, after.claim_lease_ms), (None, None));
+    assert_eq!(job_keys(s).await, vec![format!("receipt:{a1}")]);
+    assert_eq!(s.job_stats(T0 + 6).await.unwrap().in_flight, 0);
+    // Once only.
+    assert!(!s.finish_job(&done).await.unwrap());
+
+    // An outcome whose attempt guard fails still ends the claim (and writes its follow-ups).
+    let (s2, a2, j2) = job_of(s.create_send(&claimed_send("ac2", T0 + 10)).await.unwrap());
+    let mut guarded = handed_over(j2, a2, T0 + 15, JobNext::Delete);
+    if let Some((_, guard, _)) = &mut guarded.attempt {
+        *guard = AttemptGuard::Gateway(&[gateway::PENDING]);
+    }
+    assert!(s.finish_job(&guarded).await.unwrap());
+    let kept = attempt(s, &s2, a2).await;
+    assert_eq!(
+        kept.gateway_state,
+        gateway::SENDING,
+        "the guard held it back"
+    );
+    assert_eq!(kept.claim_owner, None);
+    assert!(job_keys(s).await.contains(&format!("receipt:{a2}")));
+
+    // A retry moves the job into the queue, free, with its error and its try counted.
+    let (s3, a3, j3) = job_of(s.create_send(&claimed_send("ac3", T0 + 20)).await.unwrap());
+    let retry = JobOutcome {
+        outbox: None,
+        job: j3,
+        now_ms: T0 + 25,
+        attempt: Some((
+            a3,
+            AttemptGuard::Gateway(&[gateway::SENDING]),
+            AttemptUpdate {
+                gateway_state: Some(gateway::PENDING.into()),
+                reason: Some("throttled".into()),
+                ..AttemptUpdate::default()
+            },
+        )),
+        follow_ups: vec![],
+        next: JobNext::Retry {
+            due_ms: T0 + 2_025,
+            error: "throttled".into(),
+        },
+    };
+    assert!(s.finish_job(&retry).await.unwrap());
+    let waiting = attempt(s, &s3, a3).await;
+    assert_eq!(
+        (waiting.gateway_state.as_str(), waiting.claim_owner),
+        (gateway::PENDING, None)
+    );
+    let jobs = s.list_jobs(10).await.unwrap();
+    let queued = jobs
+        .iter()
+        .find(|j| j.key == format!("deliver:{a3}"))
+        .expect("the retry is queued");
+    assert_eq!(
+        (
+            queued.kind.as_str(),
+            queued.session_id.as_deref(),
+            queued.attempt_id,
+            queued.due_ms,
+            queued.owner.as_deref(),
+            queued.tries,
+            queued.last_error.as_deref()
+        ),
+        (
+            job_kind::DELIVER,
+            Some(s3.as_str()),
+            Some(a3),
+            T0 + 2_025,
+            None,
+            1,
+            Some("throttled")
+        )
+    );
+    let again = s
+        .claim_jobs("node-a", T0 + 2_025, T0 + 62_025, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].key.clone(), again[0].tries),
+        (format!("deliver:{a3}"), 2)
+    );
+    assert!(
+        s.finish_job(&JobOutcome {
+            outbox: None,
+            job: again[0].claim(),
+            now_ms: T0 + 2_030,
+            attempt: None,
+            follow_ups: vec![],
+            next: JobNext::Delete,
+        })
+        .await
+        .unwrap()
+    );
+
+    // A lapsed lease: the next claim of due jobs moves the job into the queue and takes it;
+    // the old holder's outcome then writes nothing.
+    let (s4, a4, j4) = job_of(s.create_send(&claimed_send("ac4", T0 + 30)).await.unwrap());
+    let stats = s.job_stats(T0 + 60_030).await.unwrap();
+    assert_eq!(
+        (stats.in_flight, stats.due, stats.oldest_due_ms),
+        (1, 1, Some(T0 + 30))
+    );
+    let taken = s
+        .claim_jobs("node-b", T0 + 60_030, T0 + 120_030, 10)
+        .await
+        .unwrap();
+    let taken: Vec<_> = taken
+        .into_iter()
+        .filter(|j| j.kind == job_kind::DELIVER)
+        .collect();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(
+        (
+            taken[0].key.clone(),
+            taken[0].attempt_id,
+            taken[0].session_id.clone(),
+            taken[0].owner.as_deref(),
+            taken[0].tries,
+            taken[0].due_ms
+        ),
+        (
+            format!("deliver:{a4}"),
+            Some(a4),
+            Some(s4.clone()),
+            Some("node-b"),
+            2,
+            T0 + 30
+        )
+    );
+    assert_eq!(attempt(s, &s4, a4).await.claim_owner, None);
+    assert!(
+        !s.finish_job(&handed_over(j4, a4, T0 + 60_031, JobNext::Delete))
+            .await
+            .unwrap()
+    );
+    assert_eq!(attempt(s, &s4, a4).await.gateway_state, gateway::SENDING);
+    // The worker that took it finds the attempt interrupted.
+    assert!(matches!(
+        s.start_attempt(a4, T0 + 60_032).await.unwrap(),
+        StartAttempt::Interrupted { .. }
+    ));
+
+    // A stopping worker hands its attempt claims to the queue, free and due at once.
+    let (_, a5, j5) = job_of(s.create_send(&claimed_send("ac5", T0 + 40)).await.unwrap());
+    assert_eq!(s.release_claims("node-a").await.unwrap(), 1);
+    let freed = s.list_jobs(20).await.unwrap();
+    let freed = freed
+        .iter()
+        .find(|j| j.key == format!("deliver:{a5}"))
+        .expect("the released claim is queued");
+    assert_eq!((freed.owner.as_deref(), freed.due_ms), (None, T0 + 40));
+    assert!(
+        !s.finish_job(&handed_over(j5, a5, T0 + 45, JobNext::Delete))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.job_stats(T0 + 50).await.unwrap().in_flight, 0);
+}
+
 async fn job_stats_count_the_due_free_jobs(s: &dyn Store) {
     assert_eq!(s.job_stats(T0).await.unwrap(), JobStats::default());
     assert_eq!(s.next_due_ms().await.unwrap(), None);
@@ -1876,6 +2112,7 @@ async fn job_stats_count_the_due_free_jobs(s: &dyn Store) {
         total,
         due,
         oldest_due_ms: oldest,
+        in_flight: 0,
     };
     assert_eq!(
         s.job_stats(T0 + 5_000).await.unwrap(),

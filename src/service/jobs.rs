@@ -129,10 +129,10 @@ impl Service {
         match self.store.finish_job(&outcome).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
-                job.id = id,
+                job.id = %id,
                 "job claim lapsed before its outcome was recorded"
             ),
-            Err(e) => tracing::error!(job.id = id, error = %e, "could not record a job outcome"),
+            Err(e) => tracing::error!(job.id = %id, error = %e, "could not record a job outcome"),
         }
     }
 

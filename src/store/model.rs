@@ -237,6 +237,11 @@ pub struct Attempt {
     pub ring_ms: Option<i64>,
     pub answer_ms: Option<i64>,
     pub termination_code: Option<i64>,
+    /// Who holds the attempt's deliver job while it is handed to its route at once (see
+    /// [`JobId::Attempt`]); `None` once the outcome is recorded or the claim moved to the queue.
+    pub claim_owner: Option<String>,
+    /// When that claim lapses.
+    pub claim_lease_ms: Option<i64>,
 }
 
 impl Attempt {
@@ -467,7 +472,7 @@ impl Job {
     /// The claim this copy of the job was read under.
     pub fn claim(&self) -> JobRef {
         JobRef {
-            id: self.id,
+            id: JobId::Queued(self.id),
             owner: self.owner.clone().unwrap_or_default(),
             tries: self.tries,
         }
@@ -478,9 +483,31 @@ impl Job {
 /// changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRef {
-    pub id: i64,
+    pub id: JobId,
     pub owner: String,
     pub tries: i64,
+}
+
+/// Where a claimed job is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobId {
+    /// A row of the job queue (`jobs.id`).
+    Queued(i64),
+    /// The deliver job of an attempt written to be handed to its route at once (a send's or a
+    /// flow node's): its claim is kept on the attempt row itself (`claim_owner`,
+    /// `claim_lease_ms`), so the commonest delivery writes and deletes no queue row. Should the
+    /// claim lapse, [`super::Store::claim_jobs`] first moves it into the queue as an ordinary
+    /// deliver job, where the next worker finds the attempt interrupted.
+    Attempt(i64),
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobId::Queued(id) => write!(f, "{id}"),
+            JobId::Attempt(id) => write!(f, "deliver:{id}"),
+        }
+    }
 }
 
 /// A job written already claimed, for work the writer goes on to do itself.
@@ -489,6 +516,17 @@ pub struct NewClaim {
     pub owner: String,
     /// When the claim lapses if its owner disappears.
     pub lease_until_ms: i64,
+}
+
+impl NewClaim {
+    /// The claim on the deliver job of attempt `attempt_id`, held on the attempt row.
+    pub fn held_on(&self, attempt_id: i64) -> JobRef {
+        JobRef {
+            id: JobId::Attempt(attempt_id),
+            owner: self.owner.clone(),
+            tries: 1,
+        }
+    }
 }
 
 /// A job to write. Jobs are unique by key: writing one that exists does nothing.
@@ -503,6 +541,18 @@ pub struct NewJob {
 }
 
 impl NewJob {
+    /// The deliver job of an attempt, waiting in the queue.
+    pub fn deliver(session_id: &str, attempt_id: i64, due_ms: i64) -> Self {
+        Self {
+            key: format!("deliver:{attempt_id}"),
+            kind: job_kind::DELIVER,
+            session_id: Some(session_id.to_string()),
+            attempt_id: Some(attempt_id),
+            step: None,
+            due_ms,
+        }
+    }
+
     /// Node `step` of a session's flow, after `previous_attempt`.
     pub fn flow(session_id: &str, previous_attempt: i64, step: i64, due_ms: i64) -> Self {
         Self {
@@ -622,9 +672,13 @@ pub enum FlowFired {
 /// The queue at a glance.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobStats {
-    /// Every job, claimed or not.
+    /// Every job, claimed or not, including those held on their attempts.
     pub total: i64,
-    /// Jobs whose time has come and that no one holds (or whose claim lapsed).
+    /// Of those, the deliver jobs held on their attempts ([`JobId::Attempt`]): attempts being
+    /// handed to their routes right now. They are not rows of the queue ([`super::Store::list_jobs`]).
+    pub in_flight: i64,
+    /// Jobs whose time has come and that no one holds (or whose claim lapsed, on the queue or
+    /// on an attempt).
     pub due: i64,
     /// The due time of the oldest of those.
     pub oldest_due_ms: Option<i64>,

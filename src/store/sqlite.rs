@@ -27,6 +27,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_jobs.sql")),
     (3, include_str!("../../migrations/sqlite/0003_sgate.sql")),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_attempt_claims.sql"),
+    ),
 ];
 
 /// Most jobs committed together.
@@ -911,6 +915,8 @@ fn attempt_from(r: &Row) -> rusqlite::Result<Attempt> {
         ring_ms: r.get("ring_ms")?,
         answer_ms: r.get("answer_ms")?,
         termination_code: r.get("termination_code")?,
+        claim_owner: r.get("claim_owner")?,
+        claim_lease_ms: r.get("claim_lease_ms")?,
     })
 }
 
@@ -970,61 +976,36 @@ fn insert_job(conn: &Connection, j: &NewJob, now_ms: i64) -> StoreResult<()> {
     Ok(())
 }
 
-/// Writes an attempt's deliver job, already claimed by whoever goes on to deliver it.
-fn insert_claimed_delivery(
-    conn: &Connection,
-    session_id: &str,
-    attempt_id: i64,
-    claim: &NewClaim,
-    now_ms: i64,
-) -> StoreResult<JobRef> {
-    let id: i64 = conn
-        .prepare_cached(
-            "INSERT INTO jobs (key, kind, session_id, attempt_id, due_ms, owner, lease_ms, tries, created_ms) \
-             VALUES (?1, 'deliver', ?2, ?3, ?4, ?5, ?6, 1, ?4) RETURNING id",
-        )?
-        .query_row(
-            params![
-                format!("deliver:{attempt_id}"),
-                session_id,
-                attempt_id,
-                now_ms,
-                claim.owner,
-                claim.lease_until_ms,
-            ],
-            |r| r.get(0),
-        )?;
-    Ok(JobRef {
-        id,
-        owner: claim.owner.clone(),
-        tries: 1,
-    })
-}
-
 fn claim_held(conn: &Connection, job: &JobRef) -> StoreResult<bool> {
+    let JobId::Queued(id) = job.id else {
+        // Attempt claims are finished through `finish_job` only.
+        return Ok(false);
+    };
     Ok(conn
         .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1 AND owner = ?2 AND tries = ?3")?
-        .query_row(params![job.id, job.owner, job.tries], |_| Ok(()))
+        .query_row(params![id, job.owner, job.tries], |_| Ok(()))
         .optional()?
         .is_some())
 }
 
-/// Inserts an attempt: straight into `sending` when it is handed to its route right away.
+/// Inserts an attempt: straight into `sending`, its deliver job held on the row by `claim`,
+/// when it is handed to its route right away.
 fn insert_attempt(
     conn: &Connection,
     session_id: &str,
     verification_id: &str,
     tenant_id: i64,
     a: &NewAttempt,
+    claim: Option<&NewClaim>,
     now_ms: i64,
-) -> StoreResult<i64> {
+) -> StoreResult<(i64, Option<JobRef>)> {
     let sending = a.sending.clone().unwrap_or_default();
-    Ok(conn
+    let id: i64 = conn
         .prepare_cached(
             "INSERT INTO attempts (session_id, verification_id, tenant_id, channel, route, provider, sender, \
              gateway_state, report_state, mcc, encoding, segments, price_micros, rate_micros, bill_period, \
-             created_ms, send_ms, flow_step) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+             created_ms, send_ms, flow_step, claim_owner, claim_lease_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) \
              RETURNING id",
         )?
         .query_row(
@@ -1047,11 +1028,13 @@ fn insert_attempt(
                 now_ms,
                 a.sending.as_ref().map(|_| now_ms),
                 a.flow_step,
+                claim.map(|c| &c.owner),
+                claim.map(|c| c.lease_until_ms),
             ],
             |r| r.get(0),
-        )?)
+        )?;
+    Ok((id, claim.map(|c| c.held_on(id))))
 }
-
 /// Counts sends in the window and, when under every limit, records this one. An app with no
 /// active limit records nothing: a limit counts the sends made while it is enabled.
 fn check_and_count(conn: &Connection, s: &NewSend) -> StoreResult<Option<SendOutcome>> {
@@ -1191,38 +1174,22 @@ fn create_send(conn: &Connection, s: &NewSend) -> StoreResult<SendOutcome> {
         )?
         .execute(params![s.tenant_id, order_id, s.verification_id])?;
     }
-    let attempt_id = insert_attempt(
+    let (attempt_id, job) = insert_attempt(
         conn,
         &session_id,
         &s.verification_id,
         s.tenant_id,
         a,
+        s.claim.as_ref(),
         s.now_ms,
     )?;
-    let job = match &s.claim {
-        Some(claim) => Some(insert_claimed_delivery(
+    if job.is_none() {
+        insert_job(
             conn,
-            &session_id,
-            attempt_id,
-            claim,
+            &NewJob::deliver(&session_id, attempt_id, s.now_ms),
             s.now_ms,
-        )?),
-        None => {
-            insert_job(
-                conn,
-                &NewJob {
-                    key: format!("deliver:{attempt_id}"),
-                    kind: job_kind::DELIVER,
-                    session_id: Some(session_id.clone()),
-                    attempt_id: Some(attempt_id),
-                    step: None,
-                    due_ms: s.now_ms,
-                },
-                s.now_ms,
-            )?;
-            None
-        }
-    };
+        )?;
+    }
     Ok(SendOutcome::Created {
         session_id,
         attempt_id,
@@ -1232,7 +1199,8 @@ fn create_send(conn: &Connection, s: &NewSend) -> StoreResult<SendOutcome> {
 }
 
 /// Applies `u` to the attempt if `guard` allows it (checked in the same statement); returns
-/// whether it did.
+/// the attempt's session id when it did. With `release`, the attempt's deliver claim must be
+/// held by that owner too, and is cleared in the same statement.
 ///
 /// The statement sets only the columns `u` changes: a column assigned, even to its own value,
 /// makes SQLite rewrite every index entry that covers it (route and message id, the pending
@@ -1242,7 +1210,8 @@ fn guarded_update(
     id: i64,
     guard: AttemptGuard,
     u: &AttemptUpdate,
-) -> StoreResult<bool> {
+    release: Option<&String>,
+) -> StoreResult<Option<String>> {
     use std::fmt::Write as _;
     let mut sets = String::new();
     let mut args: Vec<&dyn rusqlite::ToSql> = vec![&id];
@@ -1277,6 +1246,10 @@ fn guarded_update(
         provider,
         sender,
     );
+    if release.is_some() {
+        let sep = if sets.is_empty() { "" } else { ", " };
+        let _ = write!(sets, "{sep}claim_owner = NULL, claim_lease_ms = NULL");
+    }
     let mut sql = if sets.is_empty() {
         // Nothing to change: whether the guard holds is the answer.
         String::from("SELECT session_id FROM attempts WHERE id = ?1")
@@ -1302,6 +1275,10 @@ fn guarded_update(
              OR (report_state = 'fail' AND reason = 'no delivery report'))",
         ),
     }
+    if let Some(owner) = &release {
+        args.push(owner);
+        let _ = write!(sql, " AND claim_owner = ?{}", args.len());
+    }
     if !sets.is_empty() {
         sql.push_str(" RETURNING session_id");
     }
@@ -1310,7 +1287,7 @@ fn guarded_update(
         .query_row(args.as_slice(), |r| r.get(0))
         .optional()?;
     let Some(session_id) = session_id else {
-        return Ok(false);
+        return Ok(None);
     };
     let handed_over = matches!(
         u.gateway_state.as_deref(),
@@ -1318,37 +1295,104 @@ fn guarded_update(
     );
     if handed_over {
         conn.prepare_cached("UPDATE sessions SET submitted = 1 WHERE id = ?1 AND submitted = 0")?
-            .execute([session_id])?;
+            .execute([&session_id])?;
     }
-    Ok(true)
+    Ok(Some(session_id))
+}
+
+/// Ends `owner`'s claim on the deliver job held on attempt `attempt_id`, applying `update`
+/// under `guard` in the same statement when given; returns the attempt's session id, or
+/// `None` (and nothing changed) when the claim is no longer held.
+fn release_attempt_claim(
+    conn: &Connection,
+    attempt_id: i64,
+    owner: &String,
+    update: Option<(AttemptGuard, &AttemptUpdate)>,
+) -> StoreResult<Option<String>> {
+    if let Some((guard, u)) = update
+        && let Some(session_id) = guarded_update(conn, attempt_id, guard, u, Some(owner))?
+    {
+        return Ok(Some(session_id));
+    }
+    // No update, or its guard (or the claim) failed: the claim alone decides.
+    Ok(conn
+        .prepare_cached(
+            "UPDATE attempts SET claim_owner = NULL, claim_lease_ms = NULL \
+             WHERE id = ?1 AND claim_owner = ?2 RETURNING session_id",
+        )?
+        .query_row(params![attempt_id, owner], |r| r.get(0))
+        .optional()?)
 }
 
 /// The job's own change comes first and carries the claim check: when the claim is no longer
 /// held, it changes no row and nothing else is written.
 fn finish_job(conn: &Connection, o: &JobOutcome) -> StoreResult<bool> {
-    let claim = params![o.job.id, o.job.owner, o.job.tries];
-    let changed = match &o.next {
-        JobNext::Delete => conn
-            .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND owner = ?2 AND tries = ?3")?
-            .execute(claim)?,
-        JobNext::Retry { due_ms, error } => conn
-            .prepare_cached(
-                "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = ?4, last_error = ?5 \
-                 WHERE id = ?1 AND owner = ?2 AND tries = ?3",
-            )?
-            .execute(params![o.job.id, o.job.owner, o.job.tries, due_ms, error])?,
-        JobNext::Reschedule { due_ms } => conn
-            .prepare_cached(
-                "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = ?4 \
-                 WHERE id = ?1 AND owner = ?2 AND tries = ?3",
-            )?
-            .execute(params![o.job.id, o.job.owner, o.job.tries, due_ms])?,
-    };
-    if changed == 0 {
-        return Ok(false);
+    let mut attempt_done = false;
+    match o.job.id {
+        JobId::Queued(id) => {
+            let claim = params![id, o.job.owner, o.job.tries];
+            let changed = match &o.next {
+                JobNext::Delete => conn
+                    .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND owner = ?2 AND tries = ?3")?
+                    .execute(claim)?,
+                JobNext::Retry { due_ms, error } => conn
+                    .prepare_cached(
+                        "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = ?4, last_error = ?5 \
+                         WHERE id = ?1 AND owner = ?2 AND tries = ?3",
+                    )?
+                    .execute(params![id, o.job.owner, o.job.tries, due_ms, error])?,
+                JobNext::Reschedule { due_ms } => conn
+                    .prepare_cached(
+                        "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = ?4 \
+                         WHERE id = ?1 AND owner = ?2 AND tries = ?3",
+                    )?
+                    .execute(params![id, o.job.owner, o.job.tries, due_ms])?,
+            };
+            if changed == 0 {
+                return Ok(false);
+            }
+        }
+        JobId::Attempt(attempt_id) => {
+            let update = match &o.attempt {
+                Some((id, guard, u)) if *id == attempt_id => {
+                    attempt_done = true;
+                    Some((*guard, u))
+                }
+                _ => None,
+            };
+            let Some(session_id) = release_attempt_claim(conn, attempt_id, &o.job.owner, update)?
+            else {
+                return Ok(false);
+            };
+            // Run again later: the job moves into the queue.
+            let again = match &o.next {
+                JobNext::Delete => None,
+                JobNext::Retry { due_ms, error } => Some((*due_ms, Some(error))),
+                JobNext::Reschedule { due_ms } => Some((*due_ms, None)),
+            };
+            if let Some((due_ms, error)) = again {
+                let j = NewJob::deliver(&session_id, attempt_id, due_ms);
+                conn.prepare_cached(
+                    "INSERT INTO jobs (key, kind, session_id, attempt_id, due_ms, tries, last_error, created_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (key) DO NOTHING",
+                )?
+                .execute(params![
+                    j.key,
+                    j.kind,
+                    j.session_id,
+                    j.attempt_id,
+                    j.due_ms,
+                    o.job.tries,
+                    error,
+                    o.now_ms
+                ])?;
+            }
+        }
     }
-    if let Some((id, guard, update)) = &o.attempt {
-        guarded_update(conn, *id, *guard, update)?;
+    if let Some((id, guard, update)) = &o.attempt
+        && !attempt_done
+    {
+        guarded_update(conn, *id, *guard, update, None)?;
     }
     for j in &o.follow_ups {
         insert_job(conn, j, o.now_ms)?;
@@ -1357,6 +1401,46 @@ fn finish_job(conn: &Connection, o: &JobOutcome) -> StoreResult<bool> {
         insert_outbox_row(conn, e)?;
     }
     Ok(true)
+}
+
+/// Which attempt claims [`adopt_attempt_claims`] moves into the queue.
+enum Adopt<'a> {
+    /// Those whose lease lapsed by this time.
+    Lapsed(i64),
+    /// Those of one owner (a worker stopping).
+    Owner(&'a str),
+    /// Every one (SQLite at start-up: no other process can hold them).
+    All,
+}
+
+/// Moves deliver claims held on attempts into the queue as free deliver jobs, due when the
+/// attempt was handed over (the next worker finds it interrupted); returns how many moved.
+fn adopt_attempt_claims(conn: &Connection, which: Adopt<'_>) -> StoreResult<u64> {
+    let (cond, args): (&str, Vec<&dyn rusqlite::ToSql>) = match &which {
+        Adopt::Lapsed(at) => ("AND claim_lease_ms <= ?1", vec![at]),
+        Adopt::Owner(owner) => ("AND claim_owner = ?1", vec![owner]),
+        Adopt::All => ("", vec![]),
+    };
+    let held = conn
+        .prepare_cached(&format!(
+            "SELECT 1 FROM attempts WHERE claim_lease_ms IS NOT NULL {cond} LIMIT 1"
+        ))?
+        .exists(args.as_slice())?;
+    if !held {
+        return Ok(0);
+    }
+    conn.prepare_cached(&format!(
+        "INSERT INTO jobs (key, kind, session_id, attempt_id, due_ms, tries, created_ms) \
+         SELECT 'deliver:' || id, 'deliver', session_id, id, COALESCE(send_ms, created_ms), 1, created_ms \
+         FROM attempts WHERE claim_lease_ms IS NOT NULL {cond} ON CONFLICT (key) DO NOTHING"
+    ))?
+    .execute(args.as_slice())?;
+    Ok(conn
+        .prepare_cached(&format!(
+            "UPDATE attempts SET claim_owner = NULL, claim_lease_ms = NULL \
+             WHERE claim_lease_ms IS NOT NULL {cond}"
+        ))?
+        .execute(args.as_slice())? as u64)
 }
 
 fn insert_outbox_row(conn: &Connection, e: &OutboxEntry) -> StoreResult<()> {
@@ -1386,7 +1470,7 @@ fn start_attempt(conn: &Connection, id: i64, now_ms: i64) -> StoreResult<StartAt
                 send_ms: Some(now_ms),
                 ..AttemptUpdate::default()
             };
-            guarded_update(conn, id, AttemptGuard::Any, &update)?;
+            guarded_update(conn, id, AttemptGuard::Any, &update, None)?;
             let attempt = load_attempt(conn, id)?
                 .ok_or_else(|| StoreError::Corrupt(format!("attempt {id} vanished")))?;
             Ok(StartAttempt::Ready { attempt, session })
@@ -1397,11 +1481,14 @@ fn start_attempt(conn: &Connection, id: i64, now_ms: i64) -> StoreResult<StartAt
 }
 
 fn fire_flow_step(conn: &Connection, f: &FlowFire) -> StoreResult<FlowFired> {
+    let JobId::Queued(flow_job) = f.job.id else {
+        return Ok(FlowFired::Lost);
+    };
     if !claim_held(conn, &f.job)? {
         return Ok(FlowFired::Lost);
     }
     conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
-        .execute([f.job.id])?;
+        .execute([flow_job])?;
     let session = match load_session(conn, &f.session_id)? {
         Some(s) if s.status == SessionStatus::Pending && f.now_ms < s.expires_ms => s,
         _ => return Ok(FlowFired::Closed),
@@ -1409,19 +1496,21 @@ fn fire_flow_step(conn: &Connection, f: &FlowFire) -> StoreResult<FlowFired> {
     let Some(code_sealed) = session.code_enc.clone() else {
         return Ok(FlowFired::Closed);
     };
-    let attempt_id = insert_attempt(
+    let (attempt_id, job) = insert_attempt(
         conn,
         &session.id,
         &f.verification_id,
         session.tenant_id,
         &f.attempt,
+        Some(&f.claim),
         f.now_ms,
     )?;
     if f.attempt.sending.is_some() {
         conn.prepare_cached("UPDATE sessions SET submitted = 1 WHERE id = ?1 AND submitted = 0")?
             .execute([&session.id])?;
     }
-    let job = insert_claimed_delivery(conn, &session.id, attempt_id, &f.claim, f.now_ms)?;
+    let job =
+        job.ok_or_else(|| StoreError::Corrupt("a claimed attempt without its claim".into()))?;
     Ok(FlowFired::Created {
         attempt_id,
         job,
@@ -2005,6 +2094,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<Job>> {
         let owner = owner.to_string();
         self.write(move |c| {
+            adopt_attempt_claims(c, Adopt::Lapsed(now_ms))?;
             Ok(c.prepare_cached(concat!(
                 "UPDATE jobs SET owner = ?1, tries = tries + 1, lease_ms = ?2 WHERE id IN \
                  (SELECT id FROM jobs WHERE due_ms <= ?3 AND (lease_ms IS NULL OR lease_ms <= ?3) \
@@ -2093,7 +2183,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         let update = update.clone();
         self.write(move |c| {
-            let applied = guarded_update(c, attempt_id, guard, &update)?;
+            let applied = guarded_update(c, attempt_id, guard, &update, None)?.is_some();
             if applied {
                 c.prepare_cached("DELETE FROM jobs WHERE key = ?1")?
                     .execute([format!("receipt:{attempt_id}")])?;
@@ -2127,10 +2217,18 @@ impl Store for SqliteStore {
                      AND (lease_ms IS NULL OR lease_ms <= ?1)",
                 )?
                 .query_row([now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let (in_flight, lapsed, oldest_lapsed): (i64, i64, Option<i64>) = c
+                .prepare_cached(
+                    "SELECT COUNT(*), COUNT(CASE WHEN claim_lease_ms <= ?1 THEN 1 END), \
+                     MIN(CASE WHEN claim_lease_ms <= ?1 THEN COALESCE(send_ms, created_ms) END) \
+                     FROM attempts WHERE claim_lease_ms IS NOT NULL",
+                )?
+                .query_row([now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             Ok(JobStats {
-                total,
-                due,
-                oldest_due_ms,
+                total: total + in_flight,
+                in_flight,
+                due: due + lapsed,
+                oldest_due_ms: oldest_due_ms.into_iter().chain(oldest_lapsed).min(),
             })
         })
         .await
@@ -2151,9 +2249,11 @@ impl Store for SqliteStore {
     async fn release_claims(&self, owner: &str) -> StoreResult<u64> {
         let owner = owner.to_string();
         self.write(move |c| {
+            let held_on_attempts = adopt_attempt_claims(c, Adopt::Owner(&owner))?;
             Ok(
                 c.prepare_cached("UPDATE jobs SET owner = NULL, lease_ms = NULL WHERE owner = ?1")?
-                    .execute([&owner])? as u64,
+                    .execute([&owner])? as u64
+                    + held_on_attempts,
             )
         })
         .await
@@ -2161,10 +2261,12 @@ impl Store for SqliteStore {
 
     async fn recover_claims(&self, now_ms: i64) -> StoreResult<u64> {
         self.write(move |c| {
+            let held_on_attempts = adopt_attempt_claims(c, Adopt::All)?;
             Ok(c.prepare_cached(
                 "UPDATE jobs SET owner = NULL, lease_ms = NULL WHERE owner IS NOT NULL AND due_ms <= ?1",
             )?
-            .execute([now_ms])? as u64)
+            .execute([now_ms])? as u64
+                + held_on_attempts)
         })
         .await
     }

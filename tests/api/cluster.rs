@@ -199,10 +199,13 @@ impl JobRow {
     }
 }
 
+/// The queue, and the deliver jobs held on attempts being handed over (with no queue id: 0).
 async fn jobs(db: &PgPool) -> Vec<JobRow> {
     sqlx::query(
         "SELECT id, key, kind, session_id, attempt_id, due_ms, owner, lease_ms, tries FROM jobs \
-         ORDER BY id",
+         UNION ALL SELECT 0, 'deliver:' || id, 'deliver', session_id, id, \
+         COALESCE(send_ms, created_ms), claim_owner, claim_lease_ms, 1 FROM attempts \
+         WHERE claim_lease_ms IS NOT NULL ORDER BY id",
     )
     .fetch_all(db)
     .await

@@ -264,17 +264,26 @@ async fn stopping_releases_claims_that_did_not_finish() {
     let app = TestApp::spawn_with(|c| c.delivery.shutdown_grace_secs = 0).await;
     let (app_id, tpl) = app.app_and_template().await;
     app.provider.push_script(Script::Hold);
-    app.post_undrained(
-        "/v3/otp/verification/send",
-        json!({"appId": app_id, "templateId": tpl, "to": US}),
-    )
-    .await;
-    let jobs = app.jobs().await;
-    assert!(jobs[0].owner.is_some(), "claimed by this server");
+    let v = app
+        .post_undrained(
+            "/v3/otp/verification/send",
+            json!({"appId": app_id, "templateId": tpl, "to": US}),
+        )
+        .await;
+    let vid = v["data"]["verificationId"].as_str().unwrap().to_string();
+    // Being handed over: the deliver job's claim is held on the attempt, not queued.
+    let a = &app.attempts(&vid).await[0];
+    assert_eq!(
+        a.claim_owner.as_deref(),
+        Some(app.service.jobs.owner.as_str())
+    );
+    assert!(app.jobs().await.is_empty());
     app.service.stop_jobs().await;
     let jobs = app.jobs().await;
     assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].key, format!("deliver:{}", a.id));
     assert!(jobs[0].owner.is_none(), "released: {jobs:?}");
+    assert_eq!(app.attempts(&vid).await[0].claim_owner, None);
     app.provider.release();
 }
 
@@ -426,9 +435,16 @@ async fn sends_beyond_the_delivery_slots_wait_in_the_queue() {
     // The one slot is busy: the second attempt waits, queued and unclaimed.
     let a = &app.attempts(&second).await[0];
     assert_eq!(a.gateway_state, gateway::PENDING);
+    assert_eq!(a.claim_owner, None);
     let jobs = app.jobs().await;
-    assert_eq!(jobs.len(), 2);
-    assert_eq!(jobs.iter().filter(|j| j.owner.is_none()).count(), 1);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].key, format!("deliver:{}", a.id));
+    assert!(jobs[0].owner.is_none());
+    // The first is being handed over, its claim held on its attempt.
+    let held = &app
+        .attempts(first["data"]["verificationId"].as_str().unwrap())
+        .await[0];
+    assert!(held.claim_owner.is_some(), "{held:?}");
     // Not handed over yet: nothing can be verified.
     // (Asked without the harness's drain, which would wait for the held hand-over.)
     let v = app

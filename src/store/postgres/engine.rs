@@ -102,7 +102,8 @@ macro_rules! attempt_cols {
         "id, session_id, verification_id, tenant_id, channel, route, provider, sender, \
          gateway_state, report_state, reason, provider_message_id, encoding, segments, mcc, mnc, \
          price_micros, rate_micros, bill_period, call_duration, charged_duration, created_ms, \
-         send_ms, done_ms, flow_step, ring_ms, answer_ms, termination_code"
+         send_ms, done_ms, flow_step, ring_ms, answer_ms, termination_code, claim_owner, \
+         claim_lease_ms"
     };
 }
 
@@ -184,6 +185,8 @@ fn attempt_from(r: &PgRow) -> StoreResult<Attempt> {
         ring_ms: r.try_get("ring_ms")?,
         answer_ms: r.try_get("answer_ms")?,
         termination_code: r.try_get("termination_code")?,
+        claim_owner: r.try_get("claim_owner")?,
+        claim_lease_ms: r.try_get("claim_lease_ms")?,
     })
 }
 
@@ -272,49 +275,24 @@ async fn insert_job(tx: &mut Tx, j: &NewJob, now_ms: i64) -> StoreResult<()> {
     Ok(())
 }
 
-/// Writes an attempt's deliver job, already claimed by whoever goes on to deliver it.
-async fn insert_claimed_delivery(
-    tx: &mut Tx,
-    session_id: &str,
-    attempt_id: i64,
-    claim: &NewClaim,
-    now_ms: i64,
-) -> StoreResult<JobRef> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO jobs (key, kind, session_id, attempt_id, due_ms, owner, lease_ms, tries, created_ms) \
-         VALUES ($1, 'deliver', $2, $3, $4, $5, $6, 1, $4) RETURNING id",
-    )
-    .bind(format!("deliver:{attempt_id}"))
-    .bind(session_id)
-    .bind(attempt_id)
-    .bind(now_ms)
-    .bind(&claim.owner)
-    .bind(claim.lease_until_ms)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(JobRef {
-        id,
-        owner: claim.owner.clone(),
-        tries: 1,
-    })
-}
-
-/// Inserts an attempt: straight into `sending` when it is handed to its route right away.
+/// Inserts an attempt: straight into `sending`, its deliver job held on the row by `claim`,
+/// when it is handed to its route right away.
 async fn insert_attempt(
     tx: &mut Tx,
     session_id: &str,
     verification_id: &str,
     tenant_id: i64,
     a: &NewAttempt,
+    claim: Option<&NewClaim>,
     now_ms: i64,
-) -> StoreResult<i64> {
+) -> StoreResult<(i64, Option<JobRef>)> {
     let sending = a.sending.clone().unwrap_or_default();
     let handed = a.sending.is_some();
-    Ok(sqlx::query_scalar(
+    let id: i64 = sqlx::query_scalar(
         "INSERT INTO attempts (session_id, verification_id, tenant_id, channel, route, provider, sender, \
          gateway_state, report_state, mcc, encoding, segments, price_micros, rate_micros, bill_period, \
-         created_ms, send_ms, flow_step) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         created_ms, send_ms, flow_step, claim_owner, claim_lease_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
          RETURNING id",
     )
     .bind(session_id)
@@ -335,8 +313,11 @@ async fn insert_attempt(
     .bind(now_ms)
     .bind(handed.then_some(now_ms))
     .bind(a.flow_step)
+    .bind(claim.map(|c| &c.owner))
+    .bind(claim.map(|c| c.lease_until_ms))
     .fetch_one(&mut **tx)
-    .await?)
+    .await?;
+    Ok((id, claim.map(|c| c.held_on(id))))
 }
 
 /// Marks the session as having had an attempt handed to a route.
@@ -540,36 +521,24 @@ pub(super) async fn create_send(pool: &PgPool, s: &NewSend) -> StoreResult<SendO
         .execute(&mut *tx)
         .await?;
     }
-    let attempt_id = insert_attempt(
+    let (attempt_id, job) = insert_attempt(
         &mut tx,
         &session_id,
         &s.verification_id,
         s.tenant_id,
         a,
+        s.claim.as_ref(),
         s.now_ms,
     )
     .await?;
-    let job = match &s.claim {
-        Some(claim) => {
-            Some(insert_claimed_delivery(&mut tx, &session_id, attempt_id, claim, s.now_ms).await?)
-        }
-        None => {
-            insert_job(
-                &mut tx,
-                &NewJob {
-                    key: format!("deliver:{attempt_id}"),
-                    kind: job_kind::DELIVER,
-                    session_id: Some(session_id.clone()),
-                    attempt_id: Some(attempt_id),
-                    step: None,
-                    due_ms: s.now_ms,
-                },
-                s.now_ms,
-            )
-            .await?;
-            None
-        }
-    };
+    if job.is_none() {
+        insert_job(
+            &mut tx,
+            &NewJob::deliver(&session_id, attempt_id, s.now_ms),
+            s.now_ms,
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(SendOutcome::Created {
         session_id,
@@ -710,6 +679,7 @@ pub(super) async fn claim_jobs(
     lease_until_ms: i64,
     limit: i64,
 ) -> StoreResult<Vec<Job>> {
+    adopt_attempt_claims(pool, Adopt::Lapsed(now_ms)).await?;
     let rows = sqlx::query(concat!(
         "WITH picked AS (SELECT id FROM jobs WHERE due_ms <= $3 AND (lease_ms IS NULL OR lease_ms <= $3) \
          ORDER BY due_ms, id LIMIT $4 FOR UPDATE SKIP LOCKED), \
@@ -804,48 +774,87 @@ async fn guarded_update(
     Ok(Some(attempt))
 }
 
-/// The job's own change comes first and carries the claim check (and locks the job row):
-/// when the claim is no longer held, it changes no row and nothing else is written.
+/// The job's own change comes first and carries the claim check (and locks the job row, or
+/// the attempt row holding the claim): when the claim is no longer held, it changes no row and
+/// nothing else is written.
 pub(super) async fn finish_job(pool: &PgPool, o: &JobOutcome) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
-    let changed = match &o.next {
-        JobNext::Delete => {
-            sqlx::query("DELETE FROM jobs WHERE id = $1 AND owner = $2 AND tries = $3")
-                .bind(o.job.id)
+    match o.job.id {
+        JobId::Queued(id) => {
+            let changed = match &o.next {
+                JobNext::Delete => {
+                    sqlx::query("DELETE FROM jobs WHERE id = $1 AND owner = $2 AND tries = $3")
+                        .bind(id)
+                        .bind(&o.job.owner)
+                        .bind(o.job.tries)
+                        .execute(&mut *tx)
+                        .await?
+                }
+                JobNext::Retry { due_ms, error } => sqlx::query(
+                    "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = $4, last_error = $5 \
+                         WHERE id = $1 AND owner = $2 AND tries = $3",
+                )
+                .bind(id)
                 .bind(&o.job.owner)
                 .bind(o.job.tries)
+                .bind(due_ms)
+                .bind(error)
                 .execute(&mut *tx)
-                .await?
+                .await?,
+                JobNext::Reschedule { due_ms } => {
+                    sqlx::query(
+                        "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = $4 \
+                         WHERE id = $1 AND owner = $2 AND tries = $3",
+                    )
+                    .bind(id)
+                    .bind(&o.job.owner)
+                    .bind(o.job.tries)
+                    .bind(due_ms)
+                    .execute(&mut *tx)
+                    .await?
+                }
+            }
+            .rows_affected();
+            if changed == 0 {
+                return Ok(false);
+            }
         }
-        JobNext::Retry { due_ms, error } => {
-            sqlx::query(
-                "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = $4, last_error = $5 \
-                 WHERE id = $1 AND owner = $2 AND tries = $3",
+        JobId::Attempt(attempt_id) => {
+            let session_id: Option<String> = sqlx::query_scalar(
+                "UPDATE attempts SET claim_owner = NULL, claim_lease_ms = NULL \
+                 WHERE id = $1 AND claim_owner = $2 RETURNING session_id",
             )
-            .bind(o.job.id)
+            .bind(attempt_id)
             .bind(&o.job.owner)
-            .bind(o.job.tries)
-            .bind(due_ms)
-            .bind(error)
-            .execute(&mut *tx)
-            .await?
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(session_id) = session_id else {
+                return Ok(false);
+            };
+            // Run again later: the job moves into the queue.
+            let again = match &o.next {
+                JobNext::Delete => None,
+                JobNext::Retry { due_ms, error } => Some((*due_ms, Some(error))),
+                JobNext::Reschedule { due_ms } => Some((*due_ms, None)),
+            };
+            if let Some((due_ms, error)) = again {
+                let j = NewJob::deliver(&session_id, attempt_id, due_ms);
+                sqlx::query(
+                    "INSERT INTO jobs (key, kind, session_id, attempt_id, due_ms, tries, last_error, created_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(&j.key)
+                .bind(j.kind)
+                .bind(&j.session_id)
+                .bind(j.attempt_id)
+                .bind(j.due_ms)
+                .bind(o.job.tries)
+                .bind(error)
+                .bind(o.now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
-        JobNext::Reschedule { due_ms } => {
-            sqlx::query(
-                "UPDATE jobs SET owner = NULL, lease_ms = NULL, due_ms = $4 \
-                 WHERE id = $1 AND owner = $2 AND tries = $3",
-            )
-            .bind(o.job.id)
-            .bind(&o.job.owner)
-            .bind(o.job.tries)
-            .bind(due_ms)
-            .execute(&mut *tx)
-            .await?
-        }
-    }
-    .rows_affected();
-    if changed == 0 {
-        return Ok(false);
     }
     if let Some((id, guard, update)) = &o.attempt {
         guarded_update(&mut tx, *id, *guard, update).await?;
@@ -858,6 +867,53 @@ pub(super) async fn finish_job(pool: &PgPool, o: &JobOutcome) -> StoreResult<boo
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// Which attempt claims [`adopt_attempt_claims`] moves into the queue.
+pub(super) enum Adopt<'a> {
+    /// Those whose lease lapsed by this time.
+    Lapsed(i64),
+    /// Those of one owner (a node stopping).
+    Owner(&'a str),
+}
+
+/// Moves deliver claims held on attempts into the queue as free deliver jobs, due when the
+/// attempt was handed over (the next worker finds it interrupted); returns how many moved. One
+/// statement: the attempt rows are locked as they are picked (skipping those an outcome is
+/// being recorded for right now), so a claim is either finished by its owner or moved, never
+/// both.
+pub(super) async fn adopt_attempt_claims(pool: &PgPool, which: Adopt<'_>) -> StoreResult<u64> {
+    macro_rules! adopt {
+        ($cond:literal) => {
+            concat!(
+                "WITH picked AS (SELECT id FROM attempts WHERE claim_lease_ms IS NOT NULL AND ",
+                $cond,
+                " ORDER BY claim_lease_ms FOR UPDATE SKIP LOCKED), \
+                 freed AS (UPDATE attempts a SET claim_owner = NULL, claim_lease_ms = NULL \
+                 FROM picked WHERE a.id = picked.id \
+                 RETURNING a.id, a.session_id, COALESCE(a.send_ms, a.created_ms) AS due_ms, a.created_ms), \
+                 queued AS (INSERT INTO jobs (key, kind, session_id, attempt_id, due_ms, tries, created_ms) \
+                 SELECT 'deliver:' || id, 'deliver', session_id, id, due_ms, 1, created_ms FROM freed \
+                 ON CONFLICT (key) DO NOTHING) \
+                 SELECT COUNT(*) FROM freed"
+            )
+        };
+    }
+    let moved: i64 = match which {
+        Adopt::Lapsed(at) => {
+            sqlx::query_scalar(adopt!("claim_lease_ms <= $1"))
+                .bind(at)
+                .fetch_one(pool)
+                .await?
+        }
+        Adopt::Owner(owner) => {
+            sqlx::query_scalar(adopt!("claim_owner = $1"))
+                .bind(owner)
+                .fetch_one(pool)
+                .await?
+        }
+    };
+    Ok(moved as u64)
 }
 
 pub(super) async fn ensure_jobs(pool: &PgPool, jobs: &[NewJob], now_ms: i64) -> StoreResult<()> {
@@ -917,9 +973,12 @@ pub(super) async fn start_attempt(
 /// Removes the flow job under its claim (which also locks it), then locks the session and
 /// writes the node's attempt and its claimed deliver job if the session is still open.
 pub(super) async fn fire_flow_step(pool: &PgPool, f: &FlowFire) -> StoreResult<FlowFired> {
+    let JobId::Queued(flow_job) = f.job.id else {
+        return Ok(FlowFired::Lost);
+    };
     let mut tx = pool.begin().await?;
     let removed = sqlx::query("DELETE FROM jobs WHERE id = $1 AND owner = $2 AND tries = $3")
-        .bind(f.job.id)
+        .bind(flow_job)
         .bind(&f.job.owner)
         .bind(f.job.tries)
         .execute(&mut *tx)
@@ -939,19 +998,21 @@ pub(super) async fn fire_flow_step(pool: &PgPool, f: &FlowFire) -> StoreResult<F
         tx.commit().await?;
         return Ok(FlowFired::Closed);
     };
-    let attempt_id = insert_attempt(
+    let (attempt_id, job) = insert_attempt(
         &mut tx,
         &session.id,
         &f.verification_id,
         session.tenant_id,
         &f.attempt,
+        Some(&f.claim),
         f.now_ms,
     )
     .await?;
     if f.attempt.sending.is_some() {
         mark_submitted(&mut tx, &session.id).await?;
     }
-    let job = insert_claimed_delivery(&mut tx, &session.id, attempt_id, &f.claim, f.now_ms).await?;
+    let job =
+        job.ok_or_else(|| StoreError::Corrupt("a claimed attempt without its claim".into()))?;
     tx.commit().await?;
     Ok(FlowFired::Created {
         attempt_id,
@@ -1064,17 +1125,23 @@ pub(super) async fn pending_receipts(
 
 pub(super) async fn job_stats(pool: &PgPool, now_ms: i64) -> StoreResult<JobStats> {
     // One statement: one snapshot.
-    let (total, due, oldest_due_ms): (i64, i64, Option<i64>) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM jobs), COUNT(*), MIN(due_ms) FROM jobs \
-         WHERE due_ms <= $1 AND (lease_ms IS NULL OR lease_ms <= $1)",
+    type Counts = (i64, i64, Option<i64>, i64, i64, Option<i64>);
+    let (total, due, oldest_due_ms, in_flight, lapsed, oldest_lapsed): Counts = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM jobs), \
+         (SELECT COUNT(*) FROM jobs WHERE due_ms <= $1 AND (lease_ms IS NULL OR lease_ms <= $1)), \
+         (SELECT MIN(due_ms) FROM jobs WHERE due_ms <= $1 AND (lease_ms IS NULL OR lease_ms <= $1)), \
+         COUNT(*), COUNT(*) FILTER (WHERE claim_lease_ms <= $1), \
+         MIN(COALESCE(send_ms, created_ms)) FILTER (WHERE claim_lease_ms <= $1) \
+         FROM attempts WHERE claim_lease_ms IS NOT NULL",
     )
     .bind(now_ms)
     .fetch_one(pool)
     .await?;
     Ok(JobStats {
-        total,
-        due,
-        oldest_due_ms,
+        total: total + in_flight,
+        in_flight,
+        due: due + lapsed,
+        oldest_due_ms: oldest_due_ms.into_iter().chain(oldest_lapsed).min(),
     })
 }
 
@@ -1087,12 +1154,14 @@ pub(super) async fn next_due_ms(pool: &PgPool) -> StoreResult<Option<i64>> {
 }
 
 pub(super) async fn release_claims(pool: &PgPool, owner: &str) -> StoreResult<u64> {
+    let held_on_attempts = adopt_attempt_claims(pool, Adopt::Owner(owner)).await?;
     Ok(
         sqlx::query("UPDATE jobs SET owner = NULL, lease_ms = NULL WHERE owner = $1")
             .bind(owner)
             .execute(pool)
             .await?
-            .rows_affected(),
+            .rows_affected()
+            + held_on_attempts,
     )
 }
 
@@ -1103,14 +1172,16 @@ pub(super) async fn release_claims(pool: &PgPool, owner: &str) -> StoreResult<u6
 /// node leaves them alone. A claim of a node that died is freed here once its lease lapses
 /// (or taken over by `claim_jobs` then). Returns how many claims were freed.
 pub(super) async fn recover_claims(pool: &PgPool, now_ms: i64) -> StoreResult<u64> {
-    Ok(sqlx::query(
-        "UPDATE jobs SET owner = NULL, lease_ms = NULL \
+    let held_on_attempts = adopt_attempt_claims(pool, Adopt::Lapsed(now_ms)).await?;
+    Ok(held_on_attempts
+        + sqlx::query(
+            "UPDATE jobs SET owner = NULL, lease_ms = NULL \
          WHERE owner IS NOT NULL AND (lease_ms IS NULL OR lease_ms <= $1)",
-    )
-    .bind(now_ms)
-    .execute(pool)
-    .await?
-    .rows_affected())
+        )
+        .bind(now_ms)
+        .execute(pool)
+        .await?
+        .rows_affected())
 }
 
 pub(super) async fn list_jobs(pool: &PgPool, limit: i64) -> StoreResult<Vec<Job>> {

@@ -29,6 +29,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/postgres/0002_job_notify.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_attempt_claims.sql"),
+    ),
 ];
 
 /// The channel `migrations/postgres/0002_job_notify.sql` notifies when a job becomes claimable.
