@@ -29,7 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_sgate.sql")),
     (
         4,
-        include_str!("../../migrations/sqlite/0004_attempt_claims.sql"),
+        include_str!("../../migrations/sqlite/0004_delivery_indexes.sql"),
     ),
 ];
 

@@ -31,7 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         3,
-        include_str!("../../../migrations/postgres/0003_attempt_claims.sql"),
+        include_str!("../../../migrations/postgres/0003_delivery_indexes.sql"),
     ),
 ];
 

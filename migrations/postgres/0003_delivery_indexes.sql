@@ -7,3 +7,10 @@
 ALTER TABLE attempts ADD COLUMN claim_owner TEXT;
 ALTER TABLE attempts ADD COLUMN claim_lease_ms BIGINT;
 CREATE INDEX attempts_claim ON attempts (claim_lease_ms) WHERE claim_lease_ms IS NOT NULL;
+
+-- Attempts waiting for a receipt that a route can be asked about: only those with a message id
+-- (what `pending_receipts` reads). An attempt is written `pending` before it has one, and one
+-- that is settled at once (the console provider) never enters the index at all.
+DROP INDEX attempts_report_pending;
+CREATE INDEX attempts_receipt_pending ON attempts (route, id)
+    WHERE report_state = 'pending' AND provider_message_id IS NOT NULL;
