@@ -15,6 +15,8 @@
 #                       URL needs BENCH_MASTER_KEY too (bench/stores.sh runs both stores)
 #   BENCH_MASTER_KEY    OTPGATE_MASTER_KEY for the server
 #   BENCH_LABEL         a name for this run in the JSON file's name (default: loadgen)
+#   BENCH_SERVER        the otpgate binary to measure (default target/release/otpgate), to
+#                       compare two builds in alternating runs
 #
 # The JSON results are also kept in target/bench/ (last.json and a dated copy).
 set -euo pipefail
@@ -31,7 +33,7 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   echo "bench: building release (this takes a while the first time)..." >&2
   cargo build --release --bin otpgate --example loadgen
 fi
-SERVER="$ROOT/target/release/otpgate"
+SERVER="${BENCH_SERVER:-$ROOT/target/release/otpgate}"
 LOADGEN="$ROOT/target/release/examples/loadgen"
 for b in "$SERVER" "$LOADGEN"; do
   [ -x "$b" ] || { echo "bench: $b is missing; build it first" >&2; exit 1; }

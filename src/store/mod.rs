@@ -175,7 +175,9 @@ pub trait Store: Send + Sync + 'static {
 
     // Delivery engine
     /// Claims up to `limit` jobs whose time has come (or whose claim lapsed), oldest first,
-    /// for `owner` until `lease_until_ms`.
+    /// for `owner` until `lease_until_ms`. Deliver claims held on attempts
+    /// ([`JobId::Attempt`]) whose lease lapsed are first moved into the queue, so they are
+    /// among them.
     async fn claim_jobs(
         &self,
         owner: &str,
@@ -218,12 +220,14 @@ pub trait Store: Send + Sync + 'static {
     async fn job_stats(&self, now_ms: i64) -> StoreResult<JobStats>;
     /// The earliest due time of the jobs no one holds.
     async fn next_due_ms(&self) -> StoreResult<Option<i64>>;
-    /// Frees every job `owner` holds (a worker stopping).
+    /// Frees every job `owner` holds (a worker stopping), moving its claims held on attempts
+    /// into the queue.
     async fn release_claims(&self, owner: &str) -> StoreResult<u64>;
     /// Frees the claims no running worker can hold: with SQLite, where one process serves a
     /// database, every claim found at start-up.
     async fn recover_claims(&self, now_ms: i64) -> StoreResult<u64>;
-    /// Jobs in due order, for operators and tests.
+    /// The queue's jobs in due order, for operators and tests (not the deliver claims held on
+    /// attempts: [`JobStats::in_flight`] counts those).
     async fn list_jobs(&self, limit: i64) -> StoreResult<Vec<Job>>;
 
     // Conversion feedback
