@@ -614,6 +614,17 @@ pub enum JobNext {
     Reschedule { due_ms: i64 },
 }
 
+impl JobNext {
+    /// When the job runs again, and the error that made it a retry; `None` when it is done.
+    pub fn again(&self) -> Option<(i64, Option<&str>)> {
+        match self {
+            JobNext::Delete => None,
+            JobNext::Retry { due_ms, error } => Some((*due_ms, Some(error))),
+            JobNext::Reschedule { due_ms } => Some((*due_ms, None)),
+        }
+    }
+}
+
 /// One job's outcome, recorded in one transaction: the attempt's new state, the jobs that
 /// follow from it, and the job itself.
 #[derive(Debug, Clone)]

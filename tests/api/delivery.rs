@@ -226,19 +226,24 @@ async fn the_sync_job_polls_routes_that_cannot_push_receipts() {
     assert_eq!(jobs[0].due_ms, now_ms(&app) + 30_000);
 }
 
-#[tokio::test]
-async fn an_attempt_interrupted_mid_hand_over_is_never_sent_twice() {
-    let app = TestApp::spawn().await;
-    let (app_id, tpl) = app.app_and_template().await;
+/// Sends to `US` with the provider holding the hand-over, without the harness's drain (which
+/// would wait for it); returns the verification id.
+async fn send_held(app: &TestApp, app_id: &str, tpl: i64) -> String {
     app.provider.push_script(Script::Hold);
-    // Sent without the harness's drain: the hand-over stays stuck in the provider.
     let v = app
         .post_undrained(
             "/v3/otp/verification/send",
             json!({"appId": app_id, "templateId": tpl, "to": US}),
         )
         .await;
-    let vid = v["data"]["verificationId"].as_str().unwrap().to_string();
+    v["data"]["verificationId"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn an_attempt_interrupted_mid_hand_over_is_never_sent_twice() {
+    let app = TestApp::spawn().await;
+    let (app_id, tpl) = app.app_and_template().await;
+    let vid = send_held(&app, &app_id, tpl).await;
     // The worker "vanishes": its claim lapses and another worker picks the job up.
     app.advance(61);
     assert_eq!(app.service.run_due_jobs().await.unwrap(), 1);
@@ -263,14 +268,7 @@ async fn an_attempt_interrupted_mid_hand_over_is_never_sent_twice() {
 async fn stopping_releases_claims_that_did_not_finish() {
     let app = TestApp::spawn_with(|c| c.delivery.shutdown_grace_secs = 0).await;
     let (app_id, tpl) = app.app_and_template().await;
-    app.provider.push_script(Script::Hold);
-    let v = app
-        .post_undrained(
-            "/v3/otp/verification/send",
-            json!({"appId": app_id, "templateId": tpl, "to": US}),
-        )
-        .await;
-    let vid = v["data"]["verificationId"].as_str().unwrap().to_string();
+    let vid = send_held(&app, &app_id, tpl).await;
     // Being handed over: the deliver job's claim is held on the attempt, not queued.
     let a = &app.attempts(&vid).await[0];
     assert_eq!(

@@ -832,12 +832,7 @@ pub(super) async fn finish_job(pool: &PgPool, o: &JobOutcome) -> StoreResult<boo
                 return Ok(false);
             };
             // Run again later: the job moves into the queue.
-            let again = match &o.next {
-                JobNext::Delete => None,
-                JobNext::Retry { due_ms, error } => Some((*due_ms, Some(error))),
-                JobNext::Reschedule { due_ms } => Some((*due_ms, None)),
-            };
-            if let Some((due_ms, error)) = again {
+            if let Some((due_ms, error)) = o.next.again() {
                 let j = NewJob::deliver(&session_id, attempt_id, due_ms);
                 sqlx::query(
                     "INSERT INTO jobs (key, kind, session_id, attempt_id, due_ms, tries, last_error, created_ms) \
