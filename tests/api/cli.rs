@@ -1404,4 +1404,76 @@ async fn jobs_lists_the_queue_and_a_second_server_on_one_database_is_refused() {
     assert!(status.is_some_and(|s| s.success()), "{stderr}");
     // Stopped: the lock is free again and the timer is still queued.
     assert_eq!(sb.json(&["jobs", "--json"])["queued"], 1);
+
+    // A delivery being handed over holds its claim on its attempt: counted, not listed.
+    {
+        use otpgate::store::*;
+        let store = otpgate::store::sqlite::SqliteStore::connect(&sb.database_url)
+            .await
+            .expect("open the database");
+        let tenant = store.tenant_by_key(&key).await.unwrap().expect("tenant");
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let created = store
+            .create_send(&NewSend {
+                tenant_id: tenant.id,
+                app_id: app_id.clone(),
+                phone: US.into(),
+                verification_id: "in-flight-1".into(),
+                kind: "send",
+                order_id: None,
+                total_limit: None,
+                phone_limit: None,
+                target: SendTarget::New(NewSession {
+                    app_id: app_id.clone(),
+                    template_id: Some(tpl),
+                    flow_id: None,
+                    phone: US.into(),
+                    region: Some("US".into()),
+                    code: StoredCode {
+                        hash: "h".into(),
+                        sealed: "s".into(),
+                        expires_ms: now_ms + 300_000,
+                    },
+                    code_type: 1,
+                    code_length: 6,
+                    case_insensitive: false,
+                    external_id: None,
+                }),
+                attempt: NewAttempt {
+                    channel: "sms".into(),
+                    route: "console".into(),
+                    provider: "console".into(),
+                    sender: None,
+                    mcc: Some(310),
+                    flow_step: None,
+                    sending: Some(SendingInfo::default()),
+                },
+                now_ms,
+                claim: Some(NewClaim {
+                    owner: "a-worker".into(),
+                    lease_until_ms: now_ms + 60_000,
+                }),
+                guard: None,
+            })
+            .await
+            .expect("a send held by a worker");
+        assert!(matches!(created, SendOutcome::Created { job: Some(_), .. }));
+    }
+    let listed = sb.json(&["jobs", "--json"]);
+    assert_eq!(
+        (&listed["queued"], &listed["inFlight"], &listed["due"]),
+        (&json!(2), &json!(1), &json!(0)),
+        "{listed}"
+    );
+    assert_eq!(listed["jobs"].as_array().map(Vec::len), Some(1), "{listed}");
+    let table = sb.ok(&["jobs"]);
+    assert!(
+        table.starts_with(
+            "2 jobs queued (1 of them deliveries in flight, held on their attempts), 0 due now"
+        ),
+        "{table}"
+    );
 }
