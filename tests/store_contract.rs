@@ -1151,19 +1151,34 @@ async fn a_failed_merchant_insert_leaves_nothing_behind(s: &dyn Store) {
 
 async fn the_outbox_lists_newest_first(s: &dyn Store) {
     assert!(s.list_outbox(10).await.unwrap().is_empty());
-    for i in 0..3 {
-        s.insert_outbox(&OutboxEntry {
-            id: 0,
-            at_ms: T0 + i,
-            channel: "sms".into(),
-            to: format!("96650000000{i}"),
-            sender: (i == 1).then(|| "ACME".to_string()),
-            text: format!("code {i}"),
-            verification_id: format!("v{i}"),
-            attempt_id: (i != 2).then_some(i + 10),
-        })
-        .await
-        .unwrap();
+    // Rows are written with a job's outcome, as the console provider's deliveries write them.
+    let jobs: Vec<_> = (0..3).map(|i| NewJob::receipt_timeout(i, T0)).collect();
+    s.ensure_jobs(&jobs, T0).await.unwrap();
+    let mut claimed = s.claim_jobs("w", T0, T0 + 60_000, 10).await.unwrap();
+    claimed.sort_by_key(|j| j.attempt_id);
+    assert_eq!(claimed.len(), 3);
+    for (i, job) in (0..3).zip(&claimed) {
+        assert!(
+            s.finish_job(&JobOutcome {
+                outbox: Some(OutboxEntry {
+                    id: 0,
+                    at_ms: T0 + i,
+                    channel: "sms".into(),
+                    to: format!("96650000000{i}"),
+                    sender: (i == 1).then(|| "ACME".to_string()),
+                    text: format!("code {i}"),
+                    verification_id: format!("v{i}"),
+                    attempt_id: (i != 2).then_some(i + 10),
+                }),
+                job: job.claim(),
+                now_ms: T0 + i,
+                attempt: None,
+                follow_ups: vec![],
+                next: JobNext::Delete,
+            })
+            .await
+            .unwrap()
+        );
     }
     let listed = s.list_outbox(2).await.unwrap();
     let texts: Vec<_> = listed.iter().map(|e| e.text.as_str()).collect();

@@ -234,7 +234,6 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_backfill_rate(&self, r: &BackfillRate) -> StoreResult<()>;
     async fn record_postback(&self, p: &Postback) -> StoreResult<()>;
 
-    // Console outbox
-    async fn insert_outbox(&self, e: &OutboxEntry) -> StoreResult<()>;
+    // Console outbox (rows are written with a delivery's outcome: [`JobOutcome::outbox`])
     async fn list_outbox(&self, limit: i64) -> StoreResult<Vec<OutboxEntry>>;
 }

@@ -976,18 +976,6 @@ fn insert_job(conn: &Connection, j: &NewJob, now_ms: i64) -> StoreResult<()> {
     Ok(())
 }
 
-fn claim_held(conn: &Connection, job: &JobRef) -> StoreResult<bool> {
-    let JobId::Queued(id) = job.id else {
-        // Attempt claims are finished through `finish_job` only.
-        return Ok(false);
-    };
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1 AND owner = ?2 AND tries = ?3")?
-        .query_row(params![id, job.owner, job.tries], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
-
 /// Inserts an attempt: straight into `sending`, its deliver job held on the row by `claim`,
 /// when it is handed to its route right away.
 fn insert_attempt(
@@ -1476,14 +1464,16 @@ fn start_attempt(conn: &Connection, id: i64, now_ms: i64) -> StoreResult<StartAt
 }
 
 fn fire_flow_step(conn: &Connection, f: &FlowFire) -> StoreResult<FlowFired> {
+    // The flow job's removal carries the claim check.
     let JobId::Queued(flow_job) = f.job.id else {
         return Ok(FlowFired::Lost);
     };
-    if !claim_held(conn, &f.job)? {
+    let removed = conn
+        .prepare_cached("DELETE FROM jobs WHERE id = ?1 AND owner = ?2 AND tries = ?3")?
+        .execute(params![flow_job, f.job.owner, f.job.tries])?;
+    if removed == 0 {
         return Ok(FlowFired::Lost);
     }
-    conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?
-        .execute([flow_job])?;
     let session = match load_session(conn, &f.session_id)? {
         Some(s) if s.status == SessionStatus::Pending && f.now_ms < s.expires_ms => s,
         _ => return Ok(FlowFired::Closed),
@@ -2315,11 +2305,6 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
-    }
-
-    async fn insert_outbox(&self, e: &OutboxEntry) -> StoreResult<()> {
-        let e = e.clone();
-        self.write(move |c| insert_outbox_row(c, &e)).await
     }
 
     async fn list_outbox(&self, limit: i64) -> StoreResult<Vec<OutboxEntry>> {

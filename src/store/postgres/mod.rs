@@ -492,10 +492,6 @@ impl Store for PgStore {
         accounts::record_postback(&self.pool, p).await
     }
 
-    async fn insert_outbox(&self, e: &OutboxEntry) -> StoreResult<()> {
-        accounts::insert_outbox(&self.pool, e).await
-    }
-
     async fn list_outbox(&self, limit: i64) -> StoreResult<Vec<OutboxEntry>> {
         accounts::list_outbox(&self.pool, limit).await
     }
